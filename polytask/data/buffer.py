@@ -1,0 +1,80 @@
+"""In-memory demonstration buffer with vectorised sampling and frame stacks rebuilt by index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from polytask.data.demos import Episode
+
+
+class DemoBuffer:
+    """All transitions (obs_t, action_t, task_id) of a list of episodes, for offline training.
+
+    Pixel frames are stored once, uint8 (N, 3, H, W); a sample's stack of ``frame_stack`` frames is
+    gathered by index (oldest first, the episode's first frame repeated before its start), exactly
+    matching :class:`polytask.suites.wrappers.FrameStack`.
+
+    Args:
+        episodes: per task, the list of episodes: ``{task_id: [Episode, ...]}``.
+        obs_keys: observation keys to keep (``("state",)`` or ``("state", "pixels")``).
+        frame_stack: frames per pixel stack.
+        seed: seed of the sampling RNG (its state is part of :meth:`state_dict`).
+    """
+
+    def __init__(self, episodes: dict[int, list[Episode]], obs_keys: tuple[str, ...], frame_stack: int = 3,
+                 seed: int = 0):
+        obs: dict[str, list[np.ndarray]] = {k: [] for k in obs_keys}
+        actions, task_ids, starts = [], [], []
+        n = 0
+        for task_id, eps in episodes.items():
+            for ep in eps:
+                T = len(ep)
+                for k in obs_keys:
+                    obs[k].append(ep.obs[k][:T])
+                actions.append(ep.action)
+                task_ids.append(np.full(T, task_id, np.int64))
+                starts.append(np.full(T, n, np.int64))
+                n += T
+        if n == 0:
+            raise ValueError("DemoBuffer got no transitions")
+        self.obs = {k: np.concatenate(v) for k, v in obs.items()}
+        self.action = np.concatenate(actions).astype(np.float32)
+        self.task_id = np.concatenate(task_ids)
+        self._start = np.concatenate(starts)
+        self.frame_stack = frame_stack
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def _stack_index(self, idx: np.ndarray) -> np.ndarray:
+        """(B,) transition indices -> (B, frame_stack) frame indices, clipped at episode starts."""
+        offsets = np.arange(-self.frame_stack + 1, 1)
+        return np.maximum(idx[:, None] + offsets[None, :], self._start[idx][:, None])
+
+    def get(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Batch of transitions ``idx`` (int64 (B,)): ``state`` float32 (B, D), ``pixels`` uint8
+        (B, 3*frame_stack, H, W), ``action`` float32 (B, A), ``task_id`` int64 (B,)."""
+        batch: dict[str, Any] = {}
+        for k, v in self.obs.items():
+            if k == "pixels":
+                frames = v[self._stack_index(idx)]  # (B, k, 3, H, W)
+                batch[k] = frames.reshape(len(idx), -1, *frames.shape[-2:])
+            else:
+                batch[k] = v[idx]
+        batch["action"] = self.action[idx]
+        batch["task_id"] = self.task_id[idx]
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Uniformly sampled batch (see :meth:`get`)."""
+        return self.get(self.rng.integers(0, len(self), size=batch_size))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,59 @@
+"""Import of the PolyTask/ROT demonstration pickles (DESIGN §3).
+
+Format: a pickle of ``[pixels, states, actions, rewards]``, each a list indexed ``[demo]`` of arrays
+indexed ``[t]``: pixels uint8 (T, 3*k, H, W) frame-stacked (oldest frame first), states float32
+(T, D), actions float32 (T, A) with ``actions[t]`` taken from observation ``t``, rewards (T,).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from polytask.data.demos import DatasetError, Episode
+
+
+def load_rot_pickle(path: str | os.PathLike, frame_channels: int = 3) -> list[Episode]:
+    """Read a PolyTask/ROT pickle into :class:`Episode` objects with raw (unstacked) frames.
+
+    Each stack's newest frame (its last ``frame_channels`` channels) becomes that step's frame. The
+    pickle has no observation after the last action, so the last observation is repeated as the
+    final one (``extras["final_obs_repeated"] = True``); the episode is marked truncated there.
+
+    Raises:
+        DatasetError: if the file is missing, not a pickle, or not in the format above.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"No PolyTask/ROT demo pickle at {path}")
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+        raise DatasetError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from e
+    if not (isinstance(data, (list, tuple)) and len(data) == 4):
+        raise DatasetError(f"{path}: expected a list [pixels, states, actions, rewards], got {type(data).__name__}"
+                           f" of length {len(data) if hasattr(data, '__len__') else '?'}")
+    pixels, states, actions, rewards = data
+    if not len(pixels) == len(states) == len(actions) == len(rewards):
+        raise DatasetError(f"{path}: pixels/states/actions/rewards hold {len(pixels)}/{len(states)}/"
+                           f"{len(actions)}/{len(rewards)} demos; they must be equal")
+    episodes = []
+    for i, (pix, st, act, rew) in enumerate(zip(pixels, states, actions, rewards)):
+        pix, st = np.asarray(pix), np.asarray(st, np.float32)
+        act, rew = np.asarray(act, np.float32), np.asarray(rew, np.float32).reshape(-1)
+        T = len(act)
+        if not (len(pix) == len(st) == len(rew) == T) or pix.ndim != 4 or pix.shape[1] % frame_channels:
+            raise DatasetError(f"{path}: demo {i} has pixels {pix.shape}, states {st.shape}, actions {act.shape}, "
+                               f"rewards {rew.shape}; expected (T, 3k, H, W), (T, D), (T, A), (T,)")
+        frames = pix[:, -frame_channels:].astype(np.uint8)
+        obs = {"state": np.concatenate([st, st[-1:]]), "pixels": np.concatenate([frames, frames[-1:]])}
+        truncated = np.zeros(T, bool)
+        truncated[-1] = True
+        episodes.append(Episode(obs=obs, action=act, reward=rew, terminated=np.zeros(T, bool),
+                                truncated=truncated, success=np.zeros(T, np.float32),
+                                extras={"final_obs_repeated": True}))
+    return episodes

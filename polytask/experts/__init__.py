@@ -1,0 +1,1 @@
+"""Demonstrators: scripted or planned experts that act on PolyTask dict observations."""

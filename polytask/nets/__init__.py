@@ -1,0 +1,1 @@
+"""Network building blocks: encoders, MLPs, actors."""

@@ -1,0 +1,43 @@
+"""Checkpoints holding the full training state, written atomically (DESIGN §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polytask.errors import PolyTaskError
+
+from polytask.utils import atomic_torch_save
+
+
+class CheckpointError(PolyTaskError, RuntimeError):
+    """A checkpoint that cannot be read; the message says which file and what to do."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any], name: str = "latest") -> Path:
+    """Write ``state`` to ``<run_dir>/checkpoints/<name>.pt`` via temp file + rename."""
+    path = checkpoint_dir(run_dir) / f"{name}.pt"
+    atomic_torch_save(state, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: if it is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises several types for torn or foreign files
+        raise CheckpointError(f"Checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
+                              "delete it to start over, or pass resume=never") from e

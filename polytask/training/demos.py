@@ -1,0 +1,89 @@
+"""Finding, collecting and loading a run's demonstrations (DESIGN §3, §7)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from polytask.data.collect import collect_episodes
+from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
+    load_episodes, write_dataset
+
+log = logging.getLogger("polytask")
+
+
+def make_env(cfg: DictConfig, task: str, **overrides):
+    """The suite's env for ``task`` and ``cfg.obs_type`` (``cfg.suite.env`` plus ``overrides``)."""
+    options = {**OmegaConf.to_container(cfg.suite.env, resolve=True), **overrides}
+    target = options.pop("_target_")
+    return instantiate({"_target_": target}, task=task, obs_type=cfg.obs_type, **options)
+
+
+def demo_path(cfg: DictConfig, task: str) -> Path:
+    return dataset_path(cfg.data_dir, dataset_id(cfg.suite.name, task, cfg.obs_type))
+
+
+def collect_command(cfg: DictConfig, task: str, num: int) -> str:
+    """The ``collect_demos.py`` command line that makes ``num`` demos of ``task``."""
+    return (f"python collect_demos.py suite={cfg.suite.name} 'suite.task=[{task}]' obs_type={cfg.obs_type} "
+            f"num_demos_per_task={num} data_dir={cfg.data_dir}")
+
+
+def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
+    """Roll out the suite's expert (``cfg.suite.expert``) on ``task`` until ``num`` episodes are kept
+    (successful ones unless ``cfg.keep_failed_demos``) and write them as a Minari dataset.
+
+    Raises:
+        DatasetError: if the suite has no expert.
+    """
+    if cfg.suite.get("expert") is None:
+        raise DatasetError(f"Suite {cfg.suite.name} has no scripted expert to make demos with; "
+                           f"provide a dataset at {demo_path(cfg, task)}")
+    env = make_env(cfg, task, frame_stack=1)
+    expert = instantiate(cfg.suite.expert, task=task)
+    try:
+        episodes, stats = collect_episodes(env, lambda o: expert.act(o), num, keep_failed=cfg.keep_failed_demos,
+                                           desc=f"demos {task}")
+        meta = {"suite": cfg.suite.name, "task": task, "obs_type": cfg.obs_type,
+                "expert": cfg.suite.expert._target_, "attempts": stats.attempts,
+                "expert_success_rate": stats.successes / stats.attempts, "keep_failed": cfg.keep_failed_demos,
+                "seeds": [ep.seed for ep in episodes]}
+        path = write_dataset(cfg.data_dir, dataset_id(cfg.suite.name, task, cfg.obs_type), episodes, env,
+                             algorithm_name=cfg.suite.expert._target_,
+                             description=f"{num} {cfg.suite.name} {task} demonstrations ({cfg.obs_type})",
+                             extra_metadata=meta)
+    finally:
+        env.close()
+    log.info(f"Collected {num} demos of {task} in {stats.seconds:.1f}s ({stats.attempts} episodes, "
+             f"{stats.episodes_per_s:.2f} episodes/s, expert success {stats.successes}/{stats.attempts}) -> {path}")
+    return path
+
+
+def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
+    """The first ``cfg.num_demos_per_task`` demos of ``task``, collected first when missing (or too
+    few) and the suite has an expert and ``cfg.collect_missing_demos`` is true.
+
+    Raises:
+        DatasetError: missing/short dataset that cannot be collected (message: path and the
+            ``collect_demos.py`` command), corrupted file, or shapes that do not fit ``env``.
+    """
+    num = int(cfg.num_demos_per_task)
+    path = demo_path(cfg, task)
+    cmd = collect_command(cfg, task, num)
+    keys = tuple(env.observation_space.spaces)
+    try:
+        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
+    except DatasetError as e:
+        missing = not (path / "data" / "metadata.json").exists() or "were asked for" in str(e)
+        if not (missing and cfg.collect_missing_demos and cfg.suite.get("expert") is not None):
+            raise
+        log.info(f"Demos for {task} missing or too few at {path}: collecting {num} with the "
+                 f"{cfg.suite.name} expert first")
+        collect_task_demos(cfg, task, num)
+        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
+    frame_stack = int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
+    check_compatible(episodes, env.observation_space, env.action_space, frame_stack, str(path))
+    return episodes

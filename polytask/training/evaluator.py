@@ -1,0 +1,102 @@
+"""Evaluation: N episodes per task, return and success rate per task and their mean (DESIGN §6)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+log = logging.getLogger("polytask")
+
+#: Eval episode ``i`` of every run starts from ``reset(seed=EVAL_SEED_BASE + i)``: a fixed set of
+#: task variations, disjoint from the demonstrations' seeds (``polytask.data.collect.DEMO_SEED_BASE``).
+EVAL_SEED_BASE = 1_000_000
+
+#: ``policy(obs_batch, task_ids) -> actions``: obs dict of arrays (B, ...), task ids int64 (B,),
+#: returns float32 (B, A).
+Policy = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+def _stack_obs(obs_list: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]}
+
+
+class Evaluator:
+    """Runs ``num_episodes`` episodes on each task, ``num_envs`` at a time with one batched policy
+    call per step.
+
+    Args:
+        make_env: ``make_env(task) -> gym.Env``.
+        tasks: task names; ``task_ids`` passed to the policy are their indices.
+        num_episodes: episodes per task.
+        num_envs: envs stepped together (batch size of policy calls).
+        stop_on_success: end an episode at its first success (its return then sums up to there).
+        video_dir: where ``<task>_<step>.mp4`` of each task's first episode go (None: no videos).
+    """
+
+    def __init__(self, make_env: Callable[[str], gym.Env], tasks: list[str], num_episodes: int = 20,
+                 num_envs: int = 10, stop_on_success: bool = True, seed_base: int = EVAL_SEED_BASE):
+        self.make_env, self.tasks = make_env, list(tasks)
+        self.num_episodes, self.num_envs = num_episodes, max(1, min(num_envs, num_episodes))
+        self.stop_on_success, self.seed_base = stop_on_success, seed_base
+
+    def run_task(self, policy: Policy, task_id: int, video_path: Path | None = None) -> dict[str, float]:
+        """Evaluate one task; returns ``{"success": rate, "return": mean, "length": mean steps}``."""
+        task = self.tasks[task_id]
+        envs = [self.make_env(task) for _ in range(self.num_envs)]
+        successes, returns, lengths, frames = [], [], [], []
+        try:
+            for first in range(0, self.num_episodes, self.num_envs):
+                n = min(self.num_envs, self.num_episodes - first)
+                obs = [envs[i].reset(seed=self.seed_base + first + i)[0] for i in range(n)]
+                active = list(range(n))
+                ret, succ, length = np.zeros(n), np.zeros(n), np.zeros(n, int)
+                record = video_path is not None and first == 0
+                if record:
+                    frames.append(envs[0].render())
+                while active:
+                    actions = policy(_stack_obs([obs[i] for i in active]), np.full(len(active), task_id))
+                    still = []
+                    for a, i in zip(actions, active):
+                        obs[i], r, terminated, truncated, info = envs[i].step(a)
+                        ret[i] += r
+                        length[i] += 1
+                        succ[i] = max(succ[i], float(info.get("success", 0.0)))
+                        if record and i == 0:
+                            frames.append(envs[0].render())
+                        if not (terminated or truncated or (self.stop_on_success and succ[i] > 0)):
+                            still.append(i)
+                    active = still
+                successes += succ.tolist()
+                returns += ret.tolist()
+                lengths += length.tolist()
+        finally:
+            for env in envs:
+                env.close()
+        if video_path is not None and frames:
+            write_video(video_path, frames)
+        return {"success": float(np.mean(successes)), "return": float(np.mean(returns)),
+                "length": float(np.mean(lengths))}
+
+    def run(self, policy: Policy, video_dir: Path | None = None, step: int = 0) -> dict[str, float]:
+        """Evaluate every task. Returns ``<task>/success``, ``<task>/return`` per task and their means
+        ``success`` and ``return``."""
+        metrics: dict[str, float] = {}
+        for task_id, task in enumerate(self.tasks):
+            video = None if video_dir is None else Path(video_dir) / f"{task}_{step}.mp4"
+            for k, v in self.run_task(policy, task_id, video).items():
+                metrics[f"{task}/{k}"] = v
+        for k in ("success", "return", "length"):
+            metrics[k] = float(np.mean([metrics[f"{t}/{k}"] for t in self.tasks]))
+        return metrics
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 30) -> None:
+    """Write uint8 (H, W, 3) frames to an mp4 (H.264 through imageio-ffmpeg)."""
+    import imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, frames, fps=fps, macro_block_size=1)

@@ -1,0 +1,29 @@
+"""Offline trainer (BC): gradient steps on batches sampled from a :class:`DemoBuffer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from polytask.data.buffer import DemoBuffer
+from polytask.training.evaluator import Evaluator
+from polytask.training.trainer import Trainer
+
+
+class OfflineTrainer(Trainer):
+    """One agent update per step on ``cfg.batch_size`` transitions from ``buffer``."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, buffer: DemoBuffer):
+        super().__init__(cfg, run_dir, agent, evaluator)
+        self.buffer = buffer
+
+    def train_step(self) -> dict[str, float]:
+        return self.agent.update(self.buffer.sample(self.cfg.batch_size))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])

@@ -1,0 +1,157 @@
+"""The trainer base: evaluation, checkpoints, logging and resume, written once for every regime
+(DESIGN §2, §6). Subclasses implement :meth:`Trainer.train_step` and, if they keep state of their
+own (replay buffers, sampling RNGs), :meth:`Trainer.extra_state` / :meth:`Trainer.load_extra_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from polytask.errors import PolyTaskError
+from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
+from polytask.training.evaluator import Evaluator
+from polytask.training.logger import Logger
+from polytask.utils import rng_state, set_rng_state
+
+log = logging.getLogger("polytask")
+
+
+class NonFiniteLossError(PolyTaskError, FloatingPointError):
+    """A training metric became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Runs ``cfg.num_train_steps`` training steps with periodic eval, logging and checkpoints.
+
+    Resume: if ``<run_dir>/checkpoints/latest.pt`` exists (and ``cfg.resume`` is not ``never``), the
+    agent, optimiser, RNG states, step counter and subclass state are restored and the run
+    continues from that step. A finished run reports its last evaluation and returns.
+
+    Args:
+        cfg: the resolved run config (never mutated).
+        run_dir: the run directory (config, ``tb/``, CSVs, ``videos/``, ``checkpoints/``).
+        agent: object with ``update``, ``act``, ``state_dict``, ``load_state_dict``, ``train``.
+        evaluator: the :class:`Evaluator` over the run's tasks.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
+        self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
+        self.step = 0
+        self.best_success = -math.inf
+        self.last_eval: dict[str, float] = {}
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One training step; returns metrics to log."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def policy(self, obs: dict, task_ids):
+        """Evaluation policy: the agent's mean action."""
+        return self.agent.act(obs, eval_mode=True)
+
+    # -- shared machinery -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"agent": self.agent.state_dict(), "step": self.step, "best_success": self.best_success,
+                "last_eval": self.last_eval, "rng": rng_state(),
+                "config": OmegaConf.to_container(self.cfg, resolve=True), **self.extra_state()}
+
+    def resume(self) -> bool:
+        """Restore ``latest.pt`` if present; returns whether it did."""
+        path = checkpoint_dir(self.run_dir) / "latest.pt"
+        if self.cfg.resume == "never" or not path.exists():
+            return False
+        state = load_checkpoint(path)
+        self.agent.load_state_dict(state["agent"])
+        self.step, self.best_success, self.last_eval = state["step"], state["best_success"], state["last_eval"]
+        set_rng_state(state["rng"])
+        self.load_extra_state(state)
+        log.info(f"Resumed from {path} at step {self.step}")
+        return True
+
+    def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
+        video = self.cfg.eval.video == "all" or (final and self.cfg.eval.video == "final")
+        self.agent.train(False)
+        start = time.perf_counter()
+        metrics = self.evaluator.run(self.policy, self.run_dir / "videos" if video else None, self.step)
+        self.agent.train(True)
+        metrics["eval_seconds"] = time.perf_counter() - start
+        logger.log("eval", metrics, self.step)
+        self.last_eval = metrics
+        if metrics["success"] > self.best_success:
+            self.best_success = metrics["success"]
+            save_checkpoint(self.run_dir, self.state(), "best")
+        return metrics
+
+    def run(self) -> dict[str, float]:
+        """Train to ``cfg.num_train_steps``; returns the final evaluation metrics.
+
+        Raises:
+            NonFiniteLossError: when a metric becomes NaN/inf (nothing is saved for that step).
+        """
+        resumed = self.resume()
+        total = int(self.cfg.num_train_steps)
+        logger = Logger(self.run_dir, resume_step=self.step if resumed else 0)
+        try:
+            if self.step >= total and self.last_eval:
+                log.info(f"Run in {self.run_dir} already finished at step {self.step}")
+            else:
+                self._loop(logger, total)
+        finally:
+            logger.close()
+        self.report()
+        return self.last_eval
+
+    def _loop(self, logger: Logger, total: int) -> None:
+        cfg = self.cfg
+        self.agent.train(True)
+        t0, s0 = time.perf_counter(), self.step
+        with logging_redirect_tqdm(), tqdm(total=total, initial=self.step, desc="train", unit="step",
+                                           dynamic_ncols=True, mininterval=1.0) as bar:
+            while self.step < total:
+                metrics = self.train_step()
+                bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+                if bad:
+                    raise NonFiniteLossError(
+                        f"{bad} at step {self.step + 1}: training stopped. The last good checkpoint "
+                        f"{checkpoint_dir(self.run_dir) / 'latest.pt'} is kept; lower the learning rate "
+                        "or check the data, then re-run the command to resume from it.")
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every_steps == 0:
+                    elapsed = time.perf_counter() - t0
+                    metrics["steps_per_s"] = (self.step - s0) / max(elapsed, 1e-9)
+                    logger.log("train", metrics, self.step, console=False)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
+                final = self.step == total
+                if self.step % cfg.eval_every_steps == 0 or final:
+                    self.evaluate(logger, final)
+                if self.step % cfg.save_every_steps == 0 or final:
+                    save_checkpoint(self.run_dir, self.state())
+
+    def report(self) -> None:
+        """Print the last evaluation as a per-task table and write ``results.json``."""
+        m = self.last_eval
+        if not m:
+            return
+        tasks = self.evaluator.tasks
+        lines = [f"{'task':28s} {'success':>8s} {'return':>9s}"]
+        lines += [f"{t:28s} {m[f'{t}/success']:8.2f} {m[f'{t}/return']:9.1f}" for t in tasks]
+        lines.append(f"{'mean':28s} {m['success']:8.2f} {m['return']:9.1f}")
+        log.info(f"Evaluation at step {self.step} ({self.evaluator.num_episodes} episodes per task):\n"
+                 + "\n".join(lines))
+        (self.run_dir / "results.json").write_text(json.dumps({"step": self.step, **m}, indent=2))
