@@ -119,11 +119,13 @@ class Trainer:
     def _loop(self, logger: Logger, total: int) -> None:
         cfg = self.cfg
         self.agent.train(True)
-        t0, s0 = time.perf_counter(), self.step
+        busy, s0 = 0.0, self.step  # seconds spent in train_step since the last log
         with logging_redirect_tqdm(), tqdm(total=total, initial=self.step, desc="train", unit="step",
                                            dynamic_ncols=True, mininterval=1.0) as bar:
             while self.step < total:
+                t0 = time.perf_counter()
                 metrics = self.train_step()
+                busy += time.perf_counter() - t0
                 bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(
@@ -133,8 +135,8 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every_steps == 0:
-                    elapsed = time.perf_counter() - t0
-                    metrics["steps_per_s"] = (self.step - s0) / max(elapsed, 1e-9)
+                    metrics["steps_per_s"] = (self.step - s0) / max(busy, 1e-9)
+                    busy, s0 = 0.0, self.step
                     logger.log("train", metrics, self.step, console=False)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
                 final = self.step == total
