@@ -8,7 +8,7 @@ Suites are chosen by the Hydra config ``suite.env._target_``; nothing here branc
 from __future__ import annotations
 
 from difflib import get_close_matches
-from typing import Iterable
+from typing import Any, Iterable
 
 from polytask.errors import PolyTaskError
 
@@ -27,3 +27,19 @@ def check_task(task: str, valid: Iterable[str], suite: str) -> None:
     raise UnknownTaskError(
         f"Unknown {suite} task {task!r}.{hint} Valid tasks: {', '.join(valid)}"
     )
+
+
+def make_env(suite_cfg: Any, task: str, obs_type: str, **overrides: Any):
+    """Instantiate ``suite_cfg.env`` (its ``_target_`` is the suite's ``make``) for one task.
+
+    Args:
+        suite_cfg: the ``suite`` config node (``env._target_`` plus the suite's options).
+        task: task name within the suite.
+        obs_type: ``"features"`` or ``"pixels"``.
+        overrides: options replacing those of the config (e.g. ``frame_stack=1`` to record demos).
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    options = {**OmegaConf.to_container(suite_cfg.env, resolve=True), **overrides}
+    return instantiate(options, task=task, obs_type=obs_type)

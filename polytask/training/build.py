@@ -11,7 +11,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
-from polytask.training.demos import load_or_collect_demos, make_env
+from polytask.suites import make_env
+from polytask.training.demos import load_or_collect_demos
 from polytask.training.evaluator import Evaluator
 from polytask.training.trainer import Trainer
 from polytask.utils import resolve_device, set_seed
@@ -47,7 +48,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
     tasks = [str(t) for t in cfg.suite.task]
-    env_fn = partial(make_env, cfg)
+    env_fn = partial(make_env, cfg.suite, obs_type=cfg.obs_type)
     demos, env = {}, None
     for i, task in enumerate(tasks):
         env = env_fn(task)

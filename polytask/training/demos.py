@@ -6,20 +6,14 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from polytask.data.collect import collect_episodes
 from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
     load_episodes, write_dataset
+from polytask.suites import make_env
 
 log = logging.getLogger("polytask")
-
-
-def make_env(cfg: DictConfig, task: str, **overrides):
-    """The suite's env for ``task`` and ``cfg.obs_type`` (``cfg.suite.env`` plus ``overrides``)."""
-    options = {**OmegaConf.to_container(cfg.suite.env, resolve=True), **overrides}
-    target = options.pop("_target_")
-    return instantiate({"_target_": target}, task=task, obs_type=cfg.obs_type, **options)
 
 
 def demo_path(cfg: DictConfig, task: str) -> Path:
@@ -42,7 +36,7 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     if cfg.suite.get("expert") is None:
         raise DatasetError(f"Suite {cfg.suite.name} has no scripted expert to make demos with; "
                            f"provide a dataset at {demo_path(cfg, task)}")
-    env = make_env(cfg, task, frame_stack=1)
+    env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
     expert = instantiate(cfg.suite.expert, task=task)
     try:
         episodes, stats = collect_episodes(env, lambda o: expert.act(o), num, keep_failed=cfg.keep_failed_demos,
