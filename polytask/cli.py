@@ -17,6 +17,7 @@ log = logging.getLogger("polytask")
 def run_entry(fn: Callable[[DictConfig], object], cfg: DictConfig) -> None:
     """Print the resolved config, call ``fn(cfg)``, and turn a :class:`PolyTaskError` into its
     message on the log and exit status 1 (no traceback: the message says how to fix it)."""
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "No OpenGL_accelerate module" noise
     log.info("Config:\n" + OmegaConf.to_yaml(cfg, resolve=True))
     try:
         fn(cfg)

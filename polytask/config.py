@@ -22,6 +22,18 @@ def subdir(name: str) -> str:
     return f"{name}/" if name else ""
 
 
-for _name, _fn in {"polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir}.items():
+def cheetah_variants(task_ids) -> list[str]:
+    """DMC cheetah morphology variant names for ids in 1..10: ``[1, 3] -> [cheetah_run_m1, cheetah_run_m3]``
+    (``cfgs/suite/dmc.yaml``: ``task: ${polytask.cheetah_variants:${suite.task_id}}``)."""
+    from polytask.suites.dmc import cheetah_variant_tasks  # needs no dm_control
+
+    if not isinstance(task_ids, (int, str)):
+        task_ids = list(task_ids)  # ListConfig -> list
+    return cheetah_variant_tasks(task_ids)
+
+
+_RESOLVERS = {"polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
+              "polytask.cheetah_variants": cheetah_variants}
+for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -71,3 +71,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def schedule(spec: float | str, step: int) -> float:
+    """Value of a schedule at ``step``: a number, or ``"linear(init, final, duration)"`` (DrQ-v2's
+    exploration std), interpolated linearly over ``duration`` steps and constant after.
+
+    Raises:
+        ValueError: for a string that is not a number or ``linear(a,b,n)``.
+    """
+    try:
+        return float(spec)
+    except ValueError:
+        pass
+    import re
+
+    match = re.fullmatch(r"\s*linear\(([^,]+),([^,]+),([^)]+)\)\s*", str(spec))
+    if not match:
+        raise ValueError(f"Unknown schedule {spec!r}; use a number or 'linear(init,final,duration)'")
+    init, final, duration = (float(g) for g in match.groups())
+    mix = min(max(step / duration, 0.0), 1.0)
+    return (1.0 - mix) * init + mix * final

@@ -96,7 +96,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path):
     cfg = compose_cfg(*[o for o in _overrides(data_dir, tmp_path) if not o.startswith("hydra.")])
     trainer = build_trainer(cfg, run_dir=tmp_path)
     update = trainer.agent.update
-    trainer.agent.update = lambda b: update(b) if trainer.step < 60 else {"loss": math.nan}
+    trainer.agent.update = lambda b, step: update(b, step) if step < 60 else {"loss": math.nan}
     with pytest.raises(NonFiniteLossError, match="at step 61"):
         trainer.run()
     assert load_checkpoint(tmp_path / "checkpoints" / "latest.pt")["step"] == 50

@@ -59,12 +59,13 @@ class BCAgent:
         return self.actor(self.encoder(obs))
 
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
         """Actions for a batch of observations.
 
         Args:
             obs: dict with ``obs[self.obs_key]`` of shape (B, ...) (uint8 pixels or float32 states).
             eval_mode: the mean action if True, else a sample from N(μ, σ²) clipped to [-1, 1].
+            step: unused (the online agents' exploration schedules take it).
 
         Returns:
             float32 (B, A) in [-1, 1].
@@ -75,7 +76,7 @@ class BCAgent:
             mu = (mu + self.stddev * torch.randn_like(mu)).clamp(-1.0, 1.0)
         return mu.cpu().numpy().astype(np.float32)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
         """One gradient step on a batch (``batch[obs_key]`` (B, ...), ``batch["action"]`` (B, A)).
 
         Returns:

@@ -49,3 +49,50 @@ class Actor(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.policy(self.trunk(h)))
+
+
+class Critic(nn.Module):
+    """Twin Q-networks (clipped double Q, Fujimoto et al. 2018) as in DrQ-v2.
+
+    Trunk as in :class:`Actor` (pixels: Linear + LayerNorm + Tanh; features: identity), then two
+    MLPs on ``[h, a]``.
+
+    Input: h float32 (B, repr_dim), action float32 (B, A). Output: (q1, q2), each float32 (B, 1).
+    """
+
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, hidden_depth: int,
+                 use_trunk: bool):
+        super().__init__()
+        if use_trunk:
+            self.trunk: nn.Module = nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+            in_dim = feature_dim
+        else:
+            self.trunk = nn.Identity()
+            in_dim = repr_dim
+        self.q1 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
+        self.q2 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
+        self.apply(orthogonal_init)
+
+    def forward(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([self.trunk(h), action], dim=-1)
+        return self.q1(x), self.q2(x)
+
+
+def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
+    """Polyak averaging: target ← τ·net + (1−τ)·target."""
+    with torch.no_grad():
+        for p, tp in zip(net.parameters(), target.parameters()):
+            tp.lerp_(p, tau)
+
+
+def clipped_noise_sample(mean: torch.Tensor, std: float, clip: float | None, eps: float = 1e-6) -> torch.Tensor:
+    """DrQ-v2's truncated-normal action sample: ``mean + clip(std·ε, ±clip)``, clamped to (−1, 1)
+    with a straight-through gradient (the clamp passes the gradient of the unclamped sample).
+
+    Input/output: float32 (B, A).
+    """
+    noise = torch.randn_like(mean) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    x = mean + noise
+    return x - x.detach() + x.detach().clamp(-1 + eps, 1 - eps)

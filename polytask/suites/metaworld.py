@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from polytask.suites import check_task
-from polytask.suites.wrappers import ActionRepeat, FrameStack
+from polytask.suites.wrappers import FrameStack, check_action_repeat
 
 ENV_ID = "PolyTask/MetaWorld-v0"
 
@@ -51,7 +51,7 @@ TASKS = MT50 = _all_tasks()
 
 
 class MetaWorldEnv(gym.Env):
-    """One Meta-World task as a Gymnasium env with dict observations (no action repeat, no stacking).
+    """One Meta-World task as a Gymnasium env with dict observations (no frame stacking).
 
     Args:
         task: Meta-World task name without version suffix, e.g. ``"hammer"``.
@@ -60,6 +60,8 @@ class MetaWorldEnv(gym.Env):
         camera: MuJoCo camera name for pixel observations.
         episode_len: simulator steps before truncation (at most 500).
         render_size: side of frames returned by :meth:`render` (videos).
+        action_repeat: simulator steps per :meth:`step` (rewards summed, success maxed); the pixel
+            observation is rendered once per step, after the last of them.
 
     Raises:
         UnknownTaskError: for a task name Meta-World does not have (the message lists them).
@@ -68,8 +70,9 @@ class MetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, task: str, obs_type: str = "features", img_size: int = 84,
-                 camera: str = "corner", episode_len: int = 500, render_size: int = 256):
+                 camera: str = "corner", episode_len: int = 500, render_size: int = 256, action_repeat: int = 1):
         check_task(task, TASKS, "metaworld")
+        self.action_repeat = check_action_repeat(action_repeat)
         if obs_type not in ("features", "pixels"):
             raise ValueError(f"obs_type must be 'features' or 'pixels', got {obs_type!r}")
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -132,10 +135,15 @@ class MetaWorldEnv(gym.Env):
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        state, reward, _, _, info = self._env.step(action)
-        self._t += 1
-        info = {"success": float(info["success"])}
-        return self._obs(state), float(reward), False, self._t >= self.episode_len, info
+        total, success = 0.0, 0.0
+        for _ in range(self.action_repeat):
+            state, reward, _, _, info = self._env.step(action)
+            self._t += 1
+            total += float(reward)
+            success = max(success, float(info["success"]))
+            if self._t >= self.episode_len:
+                break
+        return self._obs(state), total, False, self._t >= self.episode_len, {"success": success}
 
     def close(self):
         for r in self._renderers.values():
@@ -147,9 +155,8 @@ class MetaWorldEnv(gym.Env):
 def make_wrapped(task: str, obs_type: str = "features", action_repeat: int = 2, frame_stack: int = 3,
                  img_size: int = 84, camera: str = "corner", episode_len: int = 500,
                  render_size: int = 256) -> gym.Env:
-    """:class:`MetaWorldEnv` with action repeat and (pixels only) frame stacking; gym entry point."""
-    env: gym.Env = MetaWorldEnv(task, obs_type, img_size, camera, episode_len, render_size)
-    env = ActionRepeat(env, action_repeat)
+    """:class:`MetaWorldEnv` with (pixels only) frame stacking; gym entry point."""
+    env: gym.Env = MetaWorldEnv(task, obs_type, img_size, camera, episode_len, render_size, action_repeat)
     if obs_type == "pixels" and frame_stack > 1:
         env = FrameStack(env, frame_stack)
     return env

@@ -1,4 +1,5 @@
-"""Gymnasium wrappers shared by all suites (DESIGN §4): action repeat and pixel frame stacking.
+"""Gymnasium wrappers shared by all suites (DESIGN §4): pixel frame stacking (action repeat lives
+in each suite's base env, so pixels are rendered once per agent step).
 
 Observations in PolyTask are dicts: ``{"state": float32 (D,)}`` plus, for ``obs_type=pixels``,
 ``"pixels": uint8 (3*k, H, W)`` (channel-first, ``k`` stacked frames, oldest first).
@@ -13,28 +14,12 @@ import gymnasium as gym
 import numpy as np
 
 
-class ActionRepeat(gym.Wrapper):
-    """Repeat each action ``repeat`` times; rewards are summed, ``info["success"]`` is the max.
-
-    The loop stops early when the episode terminates or is truncated.
-    """
-
-    def __init__(self, env: gym.Env, repeat: int):
-        if repeat < 1:
-            raise ValueError(f"action_repeat must be >= 1, got {repeat}")
-        super().__init__(env)
-        self.repeat = repeat
-
-    def step(self, action):
-        total_reward, success = 0.0, 0.0
-        for _ in range(self.repeat):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total_reward += float(reward)
-            success = max(success, float(info.get("success", 0.0)))
-            if terminated or truncated:
-                break
-        info["success"] = success
-        return obs, total_reward, terminated, truncated, info
+def check_action_repeat(repeat: int) -> int:
+    """Validate an ``action_repeat`` option (suites repeat actions inside their base env, so that
+    a pixel observation is rendered once per agent step rather than once per repeat)."""
+    if int(repeat) != repeat or repeat < 1:
+        raise ValueError(f"action_repeat must be an integer >= 1, got {repeat}")
+    return int(repeat)
 
 
 class FrameStack(gym.Wrapper):

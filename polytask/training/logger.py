@@ -16,18 +16,18 @@ class Logger:
 
     Args:
         run_dir: the run directory.
-        resume_step: on resume, CSV rows and TensorBoard events after this step (written after the
-            last checkpoint by the killed process) are dropped, so curves have no duplicates.
+        start_step: the step training starts from (0, or the checkpoint's step on resume). CSV rows
+            and TensorBoard events after it (written by an earlier, killed or restarted process) are
+            dropped, so curves have no duplicates.
     """
 
-    def __init__(self, run_dir: str | Path, resume_step: int = 0):
+    def __init__(self, run_dir: str | Path, start_step: int = 0):
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step if resume_step > 0 else None)
-        if resume_step > 0:
-            for f in self.run_dir.glob("*.csv"):
-                self._truncate_csv(f, resume_step)
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step)
+        for f in self.run_dir.glob("*.csv"):
+            self._truncate_csv(f, start_step)
 
     @staticmethod
     def _truncate_csv(path: Path, max_step: int) -> None:

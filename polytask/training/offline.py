@@ -19,8 +19,19 @@ class OfflineTrainer(Trainer):
         super().__init__(cfg, run_dir, agent, evaluator)
         self.buffer = buffer
 
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OfflineTrainer":
+        """Demos of every task (collected where missing), the agent and the evaluator."""
+        from polytask.training.build import env_factory, load_demo_buffer, make_agent, make_evaluator, tasks_of
+
+        buffer, _ = load_demo_buffer(cfg)
+        env = env_factory(cfg)(tasks_of(cfg)[0])
+        agent = make_agent(cfg, env)
+        env.close()
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), buffer)
+
     def train_step(self) -> dict[str, float]:
-        return self.agent.update(self.buffer.sample(self.cfg.batch_size))
+        return self.agent.update(self.buffer.sample(self.cfg.batch_size), self.step)
 
     def extra_state(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}

@@ -103,9 +103,9 @@ class Trainer:
         Raises:
             NonFiniteLossError: when a metric becomes NaN/inf (nothing is saved for that step).
         """
-        resumed = self.resume()
+        self.resume()
         total = int(self.cfg.num_train_steps)
-        logger = Logger(self.run_dir, resume_step=self.step if resumed else 0)
+        logger = Logger(self.run_dir, start_step=self.step)
         try:
             if self.step >= total and self.last_eval:
                 log.info(f"Run in {self.run_dir} already finished at step {self.step}")
@@ -120,12 +120,14 @@ class Trainer:
         cfg = self.cfg
         self.agent.train(True)
         busy, s0 = 0.0, self.step  # seconds spent in train_step since the last log
+        latest: dict[str, float] = {}  # newest value of every metric since the last log
         with logging_redirect_tqdm(), tqdm(total=total, initial=self.step, desc="train", unit="step",
                                            dynamic_ncols=True, mininterval=1.0) as bar:
             while self.step < total:
                 t0 = time.perf_counter()
                 metrics = self.train_step()
                 busy += time.perf_counter() - t0
+                latest.update(metrics)
                 bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(
@@ -135,10 +137,11 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every_steps == 0:
-                    metrics["steps_per_s"] = (self.step - s0) / max(busy, 1e-9)
+                    latest["steps_per_s"] = (self.step - s0) / max(busy, 1e-9)
                     busy, s0 = 0.0, self.step
-                    logger.log("train", metrics, self.step, console=False)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
+                    logger.log("train", latest, self.step, console=False)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in latest.items()}, refresh=False)
+                    latest = {}
                 final = self.step == total
                 if self.step % cfg.eval_every_steps == 0 or final:
                     self.evaluate(logger, final)

@@ -1,0 +1,196 @@
+"""DrQ-v2 (Yarats et al., 2021) with the BC regularisation of ROT (Haldar et al., 2022, Eq. 5).
+
+Actor: encoder -> trunk -> MLP -> tanh mean; exploration noise N(0, σ(t)²) with σ from a schedule
+(``linear(1.0,0.1,N)``), clipped to ±``stddev_clip`` in the updates. Twin critics with a Polyak
+target; the encoder is trained through the critic loss only. Critic target (n-step, from the
+replay buffer): ``y = R + γ^m · min(Q1', Q2')(s', a')``, ``a' ~ π(s')`` with clipped noise.
+
+With ``bc_regularize`` the actor loss is ``−(1−λ)·Q(s, π(s)) + λ·α·‖μ(s_d) − a_d‖²`` on a batch of
+demonstrations (s_d, a_d); λ is the soft Q-filter (the fraction of the replay batch where the frozen
+BC policy's action has a higher Q than the current policy's) or a schedule; α is ``bc_alpha``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
+from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, soft_update
+from polytask.utils import schedule
+
+
+class DrQV2Agent:
+    """DrQ-v2 actor-critic agent for state features or pixels.
+
+    Args:
+        obs_shapes: per observation key its shape (see :class:`polytask.agents.bc.BCAgent`).
+        action_dim: A; actions in [-1, 1].
+        obs_type: ``"features"`` or ``"pixels"``.
+        device: torch device.
+        lr: Adam learning rate of encoder, actor and critic.
+        feature_dim, hidden_dim, hidden_depth: network sizes (actor identical to BC's, so BC
+            weights load into it); ``critic_hidden_depth`` for the Q MLPs.
+        critic_target_tau: Polyak rate τ.
+        stddev_schedule: exploration σ, a number or ``"linear(init,final,steps)"``.
+        stddev_clip: noise clip in the updates.
+        num_expl_steps: uniform random actions before this many agent steps.
+        augment, pad: random shifts for pixels.
+        bc_regularize: add the ROT BC term (needs ``demo_batch`` in :meth:`update`).
+        bc_weight_type: ``"qfilter"`` or ``"schedule"`` (λ from ``bc_weight_schedule``).
+        bc_alpha: α scaling the BC term.
+    """
+
+    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
+                 device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
+                 hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
+                 critic_target_tau: float = 0.01, stddev_schedule: str | float = "linear(1.0,0.1,250000)",
+                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
+                 bc_regularize: bool = False, bc_weight_type: str = "qfilter",
+                 bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5):
+        if bc_weight_type not in ("qfilter", "schedule"):
+            raise ValueError(f"bc_weight_type must be 'qfilter' or 'schedule', got {bc_weight_type!r}")
+        self.device = torch.device(device)
+        self.obs_key = "pixels" if obs_type == "pixels" else "state"
+        self.action_dim = action_dim
+        self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
+        self.num_expl_steps = num_expl_steps
+        self.bc_regularize, self.bc_weight_type = bc_regularize, bc_weight_type
+        self.bc_weight_schedule, self.bc_alpha = bc_weight_schedule, bc_alpha
+        shape = tuple(obs_shapes[self.obs_key])
+        pixels = self.obs_key == "pixels"
+        self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
+        repr_dim = self.encoder.repr_dim if pixels else shape[0]
+        self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth, pixels).to(self.device)
+        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, pixels).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)
+        self.encoder_bc: nn.Module | None = None
+        self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()), lr=lr)
+        self.train(True)
+
+    def train(self, training: bool = True) -> None:
+        for m in (self.encoder, self.actor, self.critic):
+            m.train(training)
+
+    def _obs(self, obs: dict[str, Any]) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs[self.obs_key]) if not torch.is_tensor(obs[self.obs_key])
+                               else obs[self.obs_key], device=self.device)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
+        """Actions float32 (B, A) for a batch of observations: the mean in eval mode, else the mean
+        plus N(0, σ(step)²) noise, or uniform random before ``num_expl_steps``."""
+        mu = self.actor(self.encoder(self._obs(obs)))
+        if not eval_mode:
+            if step < self.num_expl_steps:
+                mu = torch.empty_like(mu).uniform_(-1.0, 1.0)
+            else:
+                mu = clipped_noise_sample(mu, schedule(self.stddev_schedule, step), None)
+        return mu.cpu().numpy().astype(np.float32)
+
+    def load_bc(self, bc_state: dict[str, Any]) -> None:
+        """Start from a BC agent's weights (``BCAgent.state_dict()``): encoder and actor are copied,
+        and a frozen copy of the BC actor is kept for the soft Q-filter.
+
+        Raises:
+            ValueError: if the BC networks do not match this agent's (obs type, sizes).
+        """
+        try:
+            self.encoder.load_state_dict(bc_state["encoder"])
+            self.actor.load_state_dict(bc_state["actor"])
+        except (RuntimeError, KeyError) as e:
+            raise ValueError(f"BC weights do not fit this DrQ-v2 agent (same obs_type, feature_dim, hidden_dim "
+                             f"and hidden_depth are needed): {e}") from e
+        self.actor_bc = copy.deepcopy(self.actor).requires_grad_(False)
+        self.encoder_bc = copy.deepcopy(self.encoder).requires_grad_(False)
+
+    def update(self, batch: dict[str, Any], step: int = 0, demo_batch: dict[str, Any] | None = None) -> dict[str, float]:
+        """One critic and one actor update.
+
+        Args:
+            batch: replay batch from :meth:`polytask.data.replay.ReplayBuffer.sample`.
+            step: agent step (for the schedules).
+            demo_batch: demonstrations ``{obs_key: (B, ...), "action": (B, A)}`` for the BC term.
+
+        Returns:
+            metrics: critic_loss, q, target_q, actor_loss, stddev (and bc_weight, bc_loss with BC).
+        """
+        obs = self.aug(batch["obs"][self.obs_key].to(self.device))
+        next_obs = self.aug(batch["next_obs"][self.obs_key].to(self.device))
+        action = batch["action"].to(self.device)
+        reward = batch["reward"].to(self.device).unsqueeze(-1)
+        discount = batch["discount"].to(self.device).unsqueeze(-1)
+        h = self.encoder(obs)
+        with torch.no_grad():
+            h_next = self.encoder(next_obs)
+        std = schedule(self.stddev_schedule, step)
+        metrics = self._update_critic(h, action, reward, discount, h_next, std)
+        metrics.update(self._update_actor(obs, h.detach(), std, step, demo_batch))
+        soft_update(self.critic, self.critic_target, self.tau)
+        return metrics
+
+    def _update_critic(self, h, action, reward, discount, h_next, std) -> dict[str, float]:
+        with torch.no_grad():
+            next_action = clipped_noise_sample(self.actor(h_next), std, self.stddev_clip)
+            tq1, tq2 = self.critic_target(h_next, next_action)
+            target = reward + discount * torch.min(tq1, tq2)
+        q1, q2 = self.critic(h, action)
+        loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        return {"critic_loss": loss.item(), "q": q1.mean().item(), "target_q": target.mean().item()}
+
+    def _update_actor(self, obs, h, std, step, demo_batch) -> dict[str, float]:
+        action = clipped_noise_sample(self.actor(h), std, self.stddev_clip)
+        q = torch.min(*self.critic(h, action))
+        metrics = {"stddev": std}
+        if not self.bc_regularize:
+            loss = -q.mean()
+        else:
+            if demo_batch is None:
+                raise ValueError("bc_regularize=true needs a demo batch in update()")
+            if self.bc_weight_type == "qfilter":
+                if self.actor_bc is None:
+                    raise ValueError("bc_weight_type=qfilter needs the BC policy: start from BC weights (load_bc)")
+                with torch.no_grad():
+                    q_bc = torch.min(*self.critic(h, self.actor_bc(self.encoder_bc(obs))))
+                    lam = (q_bc > q).float().mean().item()
+            else:
+                lam = schedule(self.bc_weight_schedule, step)
+            demo_obs = self.aug(demo_batch[self.obs_key].to(self.device))
+            with torch.no_grad():  # the encoder is trained by the critic only
+                h_demo = self.encoder(demo_obs)
+            bc = (self.actor(h_demo) - demo_batch["action"].to(self.device)).pow(2).sum(-1).mean()
+            loss = -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc
+            metrics.update(bc_weight=lam, bc_loss=bc.item())
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        metrics["actor_loss"] = loss.item()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict(),
+                 "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+        if self.actor_bc is not None:
+            state["actor_bc"] = self.actor_bc.state_dict()
+            state["encoder_bc"] = self.encoder_bc.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in ("encoder", "actor", "critic", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, k).load_state_dict(state[k])
+        if "actor_bc" in state:
+            self.actor_bc = copy.deepcopy(self.actor).requires_grad_(False)
+            self.actor_bc.load_state_dict(state["actor_bc"])
+            self.encoder_bc = copy.deepcopy(self.encoder).requires_grad_(False)
+            self.encoder_bc.load_state_dict(state["encoder_bc"])

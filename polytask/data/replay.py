@@ -1,0 +1,174 @@
+"""Replay buffer for online RL (DESIGN §3): preallocated, in memory, frames stored once, n-step
+returns that stop at ``terminated`` and bootstrap through ``truncated``, vectorised sampling.
+
+Layout: every observation of every episode takes one slot (an episode of T steps takes T+1 slots).
+Slot ``s`` holds ``obs_s`` and, unless it is the episode's final observation, the step taken from it:
+``action_s``, ``reward_s`` (the reward that followed), ``terminated_s``/``truncated_s``. Slots are
+addressed by an absolute counter; the physical row is ``abs % capacity``, so old slots are
+overwritten first. Pixel observations are single frames uint8 (3, H, W); a sample's stack of
+``frame_stack`` frames is gathered by index, oldest first, repeating the episode's first frame, as
+:class:`polytask.suites.wrappers.FrameStack` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ReplayBuffer:
+    """Preallocated replay buffer with n-step returns.
+
+    Args:
+        capacity: number of slots (observations) kept.
+        obs_shapes: per observation key its shape; pixel keys (``"pixels"``) give the *stacked*
+            shape (3*frame_stack, H, W), stored as single frames.
+        action_dim: A.
+        frame_stack: frames per pixel stack.
+        nstep: n of the n-step return (3 in DrQ-v2).
+        discount: γ.
+        seed: seed of the sampling RNG (saved with :meth:`state_dict`).
+
+    Sampled batches (:meth:`sample`): ``obs``/``next_obs`` dicts (``state`` float32 (B, D), ``pixels``
+    uint8 (B, 3k, H, W)), ``action`` float32 (B, A), ``reward`` float32 (B,) = Σ_{k<m} γ^k r_{t+k},
+    ``discount`` float32 (B,) = γ^m, or 0 if the episode terminated within the m steps, where m ≤ n
+    is cut short by the episode's end or by the newest stored observation; ``next_obs`` is obs_{t+m}.
+    """
+
+    def __init__(self, capacity: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int,
+                 frame_stack: int = 3, nstep: int = 3, discount: float = 0.99, seed: int = 0):
+        if capacity < nstep + frame_stack + 1:
+            raise ValueError(f"capacity {capacity} is too small for nstep={nstep}, frame_stack={frame_stack}")
+        self.capacity, self.frame_stack, self.nstep, self.discount = capacity, frame_stack, nstep, discount
+        self.obs: dict[str, np.ndarray] = {}
+        for key, shape in obs_shapes.items():
+            if key == "pixels":
+                c, h, w = shape
+                self.obs[key] = np.zeros((capacity, c // frame_stack, h, w), np.uint8)
+            else:
+                self.obs[key] = np.zeros((capacity, *shape), np.float32)
+        self.action = np.zeros((capacity, action_dim), np.float32)
+        self.reward = np.zeros(capacity, np.float32)
+        self.terminated = np.zeros(capacity, bool)
+        self.truncated = np.zeros(capacity, bool)
+        self.has_action = np.zeros(capacity, bool)  # False for an episode's final observation
+        self.ep_start = np.zeros(capacity, np.int64)  # absolute slot of the episode's first obs
+        self.count = 0  # absolute index of the next slot to write
+        self.steps_added = 0  # add() calls so far
+        self._cur_start = 0
+        self.rng = np.random.default_rng(seed)
+
+    # -- writing --------------------------------------------------------------------------------
+    def _write_obs(self, obs: dict[str, np.ndarray]) -> int:
+        row = self.count % self.capacity
+        for key, store in self.obs.items():
+            value = obs[key]
+            store[row] = value[-store.shape[1]:] if key == "pixels" else value  # newest frame of a stack
+        self.has_action[row] = False
+        self.terminated[row] = self.truncated[row] = False
+        self.reward[row] = 0.0
+        self.ep_start[row] = self._cur_start
+        self.count += 1
+        return row
+
+    def add_first(self, obs: dict[str, np.ndarray]) -> None:
+        """Start an episode with its reset observation."""
+        self._cur_start = self.count
+        self._write_obs(obs)
+
+    def add(self, action: np.ndarray, reward: float, next_obs: dict[str, np.ndarray], terminated: bool,
+            truncated: bool) -> None:
+        """Record a step taken from the last added observation and the observation it led to."""
+        if self.count == 0:
+            raise RuntimeError("add_first(obs) must start an episode before add()")
+        row = (self.count - 1) % self.capacity
+        self.action[row] = action
+        self.reward[row] = reward
+        self.terminated[row] = terminated
+        self.truncated[row] = truncated
+        self.has_action[row] = True
+        self.steps_added += 1
+        self._write_obs(next_obs)
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    @property
+    def num_transitions(self) -> int:
+        """Stored steps (slots that carry an action)."""
+        return int(self.has_action[: len(self)].sum())
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _gather_obs(self, abs_idx: np.ndarray) -> dict[str, torch.Tensor]:
+        oldest = max(0, self.count - self.capacity)
+        out = {}
+        for key, store in self.obs.items():
+            rows = abs_idx % self.capacity
+            if key == "pixels":
+                first = np.maximum(self.ep_start[rows], oldest)
+                hist = np.maximum(abs_idx[:, None] + np.arange(-self.frame_stack + 1, 1)[None], first[:, None])
+                frames = store[hist % self.capacity]  # (B, k, 3, H, W)
+                out[key] = torch.from_numpy(frames.reshape(len(abs_idx), -1, *frames.shape[-2:]))
+            else:
+                out[key] = torch.from_numpy(store[rows])
+        return out
+
+    def sample_indices(self, batch_size: int) -> np.ndarray:
+        """Absolute slots of ``batch_size`` uniformly drawn steps (slots that carry an action)."""
+        if self.steps_added == 0:
+            raise RuntimeError("the replay buffer holds no transition yet")
+        oldest = max(0, self.count - self.capacity)
+        idx = self.rng.integers(oldest, self.count, size=batch_size)
+        bad = ~self.has_action[idx % self.capacity]
+        while bad.any():  # resample final observations (vectorised, a few rounds at most)
+            idx[bad] = self.rng.integers(oldest, self.count, size=int(bad.sum()))
+            bad = ~self.has_action[idx % self.capacity]
+        return idx
+
+    def get(self, idx: np.ndarray) -> dict[str, Any]:
+        """n-step transitions starting at absolute slots ``idx`` (int64 (B,)); see the class doc."""
+        steps = idx[:, None] + np.arange(self.nstep)[None]  # (B, n)
+        rows = steps % self.capacity
+        # a step counts while it is stored (the newest observation carries no action yet; rows past
+        # it hold overwritten data) and no earlier step in the window ended the episode
+        valid = (steps < self.count) & self.has_action[rows]
+        ended = self.terminated[rows] | self.truncated[rows]
+        before_end = np.cumprod(np.concatenate([np.ones((len(idx), 1), bool), ~ended[:, :-1]], 1), 1).astype(bool)
+        alive = np.cumprod(valid & before_end, 1).astype(bool)
+        m = alive.sum(1)
+        gammas = self.discount ** np.arange(self.nstep)
+        reward = (self.reward[rows] * gammas * alive).sum(1).astype(np.float32)
+        terminated = (self.terminated[rows] & alive).any(1)
+        discount = np.where(terminated, 0.0, self.discount ** m).astype(np.float32)
+        return {"obs": self._gather_obs(idx), "action": torch.from_numpy(self.action[idx % self.capacity]),
+                "reward": torch.from_numpy(reward), "discount": torch.from_numpy(discount),
+                "next_obs": self._gather_obs(idx + m)}
+
+    def sample(self, batch_size: int) -> dict[str, Any]:
+        """A uniformly sampled batch of n-step transitions (see :meth:`get`)."""
+        return self.get(self.sample_indices(batch_size))
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything stored (only the filled rows) plus counters and the sampling RNG state."""
+        n = len(self)
+        arrays = {"action": self.action, "reward": self.reward, "terminated": self.terminated,
+                  "truncated": self.truncated, "has_action": self.has_action, "ep_start": self.ep_start}
+        return {"capacity": self.capacity, "count": self.count, "cur_start": self._cur_start,
+                "steps_added": self.steps_added,
+                "rng": self.rng.bit_generator.state,
+                "obs": {k: v[:n].copy() for k, v in self.obs.items()},
+                **{k: v[:n].copy() for k, v in arrays.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"saved buffer has capacity {state['capacity']}, this one {self.capacity}")
+        n = len(state["action"])
+        for k, v in state["obs"].items():
+            self.obs[k][:n] = v
+        for k in ("action", "reward", "terminated", "truncated", "has_action", "ep_start"):
+            getattr(self, k)[:n] = state[k]
+        self.count, self._cur_start, self.steps_added = state["count"], state["cur_start"], state["steps_added"]
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,129 @@
+"""Online trainer (DrQ-v2, ROT): one environment step per training step, updates from a replay
+buffer, optional rewards computed at episode end (e.g. optimal transport to the demos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+from polytask.data.buffer import DemoBuffer
+from polytask.data.replay import ReplayBuffer
+from polytask.training.evaluator import Evaluator
+from polytask.training.trainer import Trainer
+
+#: Training episode ``e`` of a run with seed ``s`` resets with ``TRAIN_SEED_BASE + 100_000·s + e``
+#: (disjoint from the demonstration and evaluation seeds).
+TRAIN_SEED_BASE = 2_000_000
+
+#: ``reward_fn(episode_obs) -> rewards``: observations dict of arrays (T+1, ...) -> float32 (T,).
+RewardFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+class OnlineTrainer(Trainer):
+    """Acts in ``env`` with exploration, stores steps in ``replay`` and updates the agent every
+    ``cfg.update_every_steps`` steps once ``cfg.update_after_steps`` steps are stored.
+
+    Args:
+        env: the training env (one task).
+        replay: the replay buffer (saved in checkpoints, so a resumed run keeps its data).
+        demos: demonstrations for the agent's BC term (``bc_regularize``), or None.
+        reward_fn: rewards that replace the env's at each episode end (ROT), or None.
+
+    A resumed run starts a new episode: the env's mid-episode state is not restored (the steps of
+    the interrupted episode stay in the replay buffer).
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer,
+                 demos: DemoBuffer | None = None, reward_fn: RewardFn | None = None):
+        super().__init__(cfg, run_dir, agent, evaluator)
+        self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
+        self.episode = 0
+        self._obs: dict[str, np.ndarray] | None = None
+        self._ep: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OnlineTrainer":
+        """The env of the run's single task, the agent, a replay buffer and the evaluator.
+
+        Raises:
+            ConfigError: if the run names more than one task.
+        """
+        from polytask.training.build import ConfigError, env_factory, frame_stack_of, make_agent, make_evaluator, \
+            tasks_of
+
+        tasks = tasks_of(cfg)
+        if len(tasks) != 1:
+            raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
+                              "e.g. with -m suite.task=[a],[b]")
+        env = env_factory(cfg)(tasks[0])
+        env.action_space.seed(int(cfg.seed))
+        agent = make_agent(cfg, env)
+        obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
+        replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
+                              frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
+                              seed=int(cfg.seed))
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay)
+
+    def _start_episode(self) -> None:
+        obs, _ = self.env.reset(seed=TRAIN_SEED_BASE + 100_000 * int(self.cfg.seed) + self.episode)
+        self._obs = obs
+        # with a reward_fn the episode is stored at its end, with its computed rewards
+        self._ep = {"return": 0.0, "length": 0, "success": 0.0, "obs": [obs], "steps": []}
+        if self.reward_fn is None:
+            self.replay.add_first(obs)
+
+    def _end_episode(self) -> dict[str, float]:
+        ep = self._ep
+        metrics = {"episode": float(self.episode + 1), "episode_length": float(ep["length"]),
+                   "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
+        if self.reward_fn is not None:
+            traj = {k: np.stack([o[k] for o in ep["obs"]]) for k in ep["obs"][0]}
+            rewards = np.asarray(self.reward_fn(traj), np.float32)
+            self.replay.add_first(ep["obs"][0])
+            for t, (action, terminated, truncated) in enumerate(ep["steps"]):
+                self.replay.add(action, rewards[t], ep["obs"][t + 1], terminated, truncated)
+            metrics["episode_reward"] = float(rewards.sum())  # the reward the agent learns from
+        self.episode += 1
+        self._obs = None
+        return metrics
+
+    def train_step(self) -> dict[str, float]:
+        if self._obs is None:
+            self._start_episode()
+        batch_obs = {k: v[None] for k, v in self._obs.items()}
+        action = self.agent.act(batch_obs, eval_mode=False, step=self.step)[0]
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        ep = self._ep
+        if self.reward_fn is None:
+            self.replay.add(action, reward, obs, terminated, truncated)
+        else:
+            ep["obs"].append(obs)
+            ep["steps"].append((action, terminated, truncated))
+        ep["return"] += float(reward)
+        ep["length"] += 1
+        ep["success"] = max(ep["success"], float(info.get("success", 0.0)))
+        metrics: dict[str, float] = {"frames": float((self.step + 1) * self.cfg.suite.env.get("action_repeat", 1))}
+        if terminated or truncated:
+            metrics.update(self._end_episode())
+        else:
+            self._obs = obs
+        if (self.step >= self.cfg.update_after_steps and self.step % self.cfg.update_every_steps == 0
+                and self.replay.steps_added > 0):
+            demo = self.demos.sample(self.cfg.batch_size) if self.demos is not None else None
+            metrics.update(self.agent.update(self.replay.sample(self.cfg.batch_size), self.step, demo))
+        return metrics
+
+    def extra_state(self) -> dict[str, Any]:
+        state = {"replay": self.replay.state_dict(), "episode": self.episode}
+        if self.demos is not None:
+            state["demos"] = self.demos.state_dict()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
+        self.episode = state["episode"]
+        if self.demos is not None:
+            self.demos.load_state_dict(state["demos"])

@@ -1,0 +1,107 @@
+"""DrQ-v2: critic learning on a fixed batch, BC regularisation, and a tiny online run with resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from polytask.agents.bc import BCAgent
+from polytask.agents.drqv2 import DrQV2Agent
+from polytask.data.replay import ReplayBuffer
+from polytask.training.checkpoint import load_checkpoint
+from polytask.utils import schedule
+from tests.conftest import run_script
+
+
+def _batch(obs_type, n=64):
+    g = torch.Generator().manual_seed(0)
+    key, shape = ("pixels", (9, 84, 84)) if obs_type == "pixels" else ("state", (39,))
+    make = (lambda: torch.randint(0, 255, (n, *shape), generator=g, dtype=torch.uint8)) if key == "pixels" else \
+        (lambda: torch.randn(n, *shape, generator=g))
+    return {"obs": {key: make()}, "next_obs": {key: make()}, "action": torch.rand(n, 4, generator=g) * 2 - 1,
+            "reward": torch.rand(n, generator=g), "discount": torch.full((n,), 0.99 ** 3)}
+
+
+@pytest.mark.parametrize("obs_type", ["features", "pixels"])
+def test_update_reduces_critic_loss_on_fixed_batch(obs_type):
+    torch.manual_seed(0)
+    small = dict(hidden_dim=64, feature_dim=32, hidden_depth=1)
+    agent = DrQV2Agent({"state": (39,), "pixels": (9, 84, 84)}, 4, obs_type, stddev_schedule=0.2,
+                       lr=1e-3, **small)
+    batch = _batch(obs_type)
+    losses = [agent.update(batch, step=0)["critic_loss"] for _ in range(40 if obs_type == "features" else 15)]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_act_exploration_modes():
+    agent = DrQV2Agent({"state": (39,)}, 4, "features", hidden_dim=32, num_expl_steps=10, stddev_schedule=0.5)
+    obs = {"state": np.random.randn(256, 39).astype(np.float32)}
+    mean = agent.act(obs, eval_mode=True)
+    uniform = agent.act(obs, eval_mode=False, step=0)
+    noisy = agent.act(obs, eval_mode=False, step=100)
+    assert mean.shape == (256, 4) and np.all(np.abs(uniform) <= 1) and np.all(np.abs(noisy) < 1)
+    assert np.abs(uniform - mean).mean() > np.abs(noisy - mean).mean() > 0.2  # σ=0.5 noise is smaller
+
+
+def test_schedule():
+    assert schedule("linear(1.0,0.1,100)", 0) == 1.0
+    assert schedule("linear(1.0,0.1,100)", 50) == pytest.approx(0.55)
+    assert schedule("linear(1.0,0.1,100)", 1000) == pytest.approx(0.1)
+    assert schedule(0.3, 5) == 0.3
+    with pytest.raises(ValueError, match="linear"):
+        schedule("cosine(1,2)", 0)
+
+
+def test_bc_regularisation_pulls_actor_to_demos():
+    torch.manual_seed(0)
+    shapes = {"state": (39,)}
+    bc = BCAgent(shapes, 4, "features", hidden_dim=64, hidden_depth=1)
+    agent = DrQV2Agent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, lr=1e-3, bc_regularize=True,
+                       bc_weight_type="schedule", bc_weight_schedule=1.0)
+    agent.load_bc(bc.state_dict())
+    obs = {"state": np.random.randn(8, 39).astype(np.float32)}
+    np.testing.assert_allclose(agent.act(obs), bc.act(obs), atol=1e-6)  # starts from the BC weights
+    demo = {"state": torch.randn(64, 39), "action": torch.full((64, 4), 0.5)}
+    for _ in range(100):
+        m = agent.update(_batch("features"), step=0, demo_batch=demo)
+    assert m["bc_weight"] == 1.0
+    assert np.abs(agent.act({"state": demo["state"].numpy()}) - 0.5).mean() < 0.1
+    q = DrQV2Agent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, bc_regularize=True)
+    with pytest.raises(ValueError, match="load_bc"):
+        q.update(_batch("features"), demo_batch=demo)
+    q.load_bc(bc.state_dict())
+    assert 0.0 <= q.update(_batch("features"), demo_batch=demo)["bc_weight"] <= 1.0
+    with pytest.raises(ValueError, match="do not fit"):
+        DrQV2Agent(shapes, 4, "features", hidden_dim=32).load_bc(bc.state_dict())
+
+
+def test_online_run_end_to_end_with_resume(tmp_path):
+    run = tmp_path / "run"
+    common = [f"hydra.run.dir={run}", f"data_dir={tmp_path}", "agent=drqv2", "suite/metaworld_task=drawer-close",
+              "update_after_steps=100", "agent.num_expl_steps=100", "log_every_steps=50", "save_every_steps=100",
+              "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32",
+              "device=cpu"]
+    p = run_script("train.py", *common, "num_train_steps=300", "eval_every_steps=300")
+    assert p.returncode == 0, p.stderr[-3000:]
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 300 and ckpt["replay"]["count"] == 302  # 300 steps + 2 reset observations
+    assert ckpt["episode"] == 1
+    # continue the same run to 400 steps: it resumes with its replay data
+    p = run_script("train.py", *common, "num_train_steps=400", "eval_every_steps=400")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Resumed" in p.stderr + p.stdout and "at step 300" in p.stderr + p.stdout
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 400 and ckpt["replay"]["count"] == 403  # a new episode started on resume
+    results = json.loads((run / "results.json").read_text())
+    assert results["step"] == 400 and 0.0 <= results["success"] <= 1.0
+
+
+def test_replay_buffer_feeds_agent():
+    buf = ReplayBuffer(1000, {"state": (39,)}, 4, nstep=3)
+    buf.add_first({"state": np.zeros(39, np.float32)})
+    for t in range(20):
+        buf.add(np.zeros(4, np.float32), 1.0, {"state": np.full(39, t, np.float32)}, False, t == 19)
+    agent = DrQV2Agent({"state": (39,)}, 4, "features", hidden_dim=32)
+    m = agent.update(buf.sample(16), step=0)
+    assert np.isfinite(m["critic_loss"]) and np.isfinite(m["actor_loss"])
