@@ -95,6 +95,16 @@ class DrQV2Agent:
                 mu = clipped_noise_sample(mu, schedule(self.stddev_schedule, step), None)
         return mu.cpu().numpy().astype(np.float32)
 
+    @torch.no_grad()
+    def reward_features(self, obs: np.ndarray, chunk: int = 256) -> torch.Tensor:
+        """Features for optimal-transport rewards (ROT): the target critic's trunk on the encoder's
+        output, float32 (T, feature_dim) for observations (T, ...) of the agent's obs key."""
+        out = []
+        for i in range(0, len(obs), chunk):
+            x = torch.as_tensor(np.asarray(obs[i:i + chunk]), device=self.device)
+            out.append(self.critic_target.trunk(self.encoder(x)))
+        return torch.cat(out)
+
     def load_bc(self, bc_state: dict[str, Any]) -> None:
         """Start from a BC agent's weights (``BCAgent.state_dict()``): encoder and actor are copied,
         and a frozen copy of the BC actor is kept for the soft Q-filter.

@@ -10,6 +10,14 @@ import torch
 from polytask.data.demos import Episode
 
 
+def stack_frames(frames: np.ndarray, k: int) -> np.ndarray:
+    """Frame stacks of one episode: uint8 (T, C, H, W) -> (T, k*C, H, W), oldest first, the first
+    frame repeated before the start (as :class:`polytask.suites.wrappers.FrameStack`)."""
+    idx = np.maximum(np.arange(len(frames))[:, None] + np.arange(-k + 1, 1)[None], 0)
+    stacked = frames[idx]  # (T, k, C, H, W)
+    return stacked.reshape(len(frames), -1, *frames.shape[-2:])
+
+
 class DemoBuffer:
     """All transitions (obs_t, action_t, task_id) of a list of episodes, for offline training.
 

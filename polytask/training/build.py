@@ -84,6 +84,43 @@ def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episod
     return buffer, demos
 
 
+def load_bc_weights(cfg: DictConfig) -> dict:
+    """The BC agent state for ``load_bc``: from ``cfg.bc_weights`` or the BC run of the same suite,
+    tasks, obs_type, demo count and seed.
+
+    Raises:
+        ConfigError: if the file is missing (the message gives the BC command that makes it).
+    """
+    from polytask.training.checkpoint import load_checkpoint, weights_path
+
+    path = Path(cfg.bc_weights) if cfg.get("bc_weights") else weights_path(cfg, True, agent="bc")
+    if not path.exists():
+        tasks = ",".join(tasks_of(cfg))
+        raise ConfigError(f"load_bc=true but there are no BC weights at {path}. Train them first:\n  python train.py "
+                          f"agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} 'suite.task=[{tasks}]' "
+                          f"num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} data_dir={cfg.data_dir}\n"
+                          "or pass bc_weights=<path>")
+    saved = load_checkpoint(path)
+    if saved.get("agent_name", "bc") != "bc":
+        raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
+    log.info(f"Starting from BC weights {path}")
+    return saved["agent"]
+
+
+def make_ot_rewarder(cfg: DictConfig, agent, demos: list[Episode]):
+    """ROT's optimal-transport rewarder against ``demos``: raw states for features, the agent's
+    target-encoder features of frame stacks for pixels."""
+    from polytask.data.buffer import stack_frames
+    from polytask.rewards.ot import OTRewarder
+
+    if cfg.obs_type == "pixels":
+        obs = [stack_frames(ep.obs["pixels"], frame_stack_of(cfg)) for ep in demos]
+        featurize = agent.reward_features
+    else:
+        obs, featurize = [ep.obs["state"] for ep in demos], None
+    return OTRewarder(obs, featurize, eps=cfg.ot.eps, num_iters=cfg.ot.num_iters, target_return=cfg.ot.target_return)
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
     """Everything a run needs, wired together by ``cfg.agent.trainer``'s ``from_config``."""
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)

@@ -27,6 +27,17 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], name: str = "lat
     return path
 
 
+def weights_path(cfg: Any, with_demos: bool = True, agent: str | None = None) -> Path:
+    """Where a finished run's weights go: ``<data_dir>/weights/<agent>/<suite>/<tasks>-<obs_type>
+    [-d<num_demos>]-seed<seed>.pt`` (``agent`` overrides ``cfg.agent.name``, e.g. ``"bc"`` for
+    ``load_bc``)."""
+    from polytask.config import tasks_tag
+
+    demos = f"-d{cfg.num_demos_per_task}" if with_demos else ""
+    name = f"{tasks_tag(cfg.suite.task)}-{cfg.obs_type}{demos}-seed{cfg.seed}.pt"
+    return Path(cfg.data_dir) / "weights" / (agent or cfg.agent.name) / cfg.suite.name / name
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 

@@ -4,13 +4,14 @@ buffer, optional rewards computed at episode end (e.g. optimal transport to the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from polytask.data.buffer import DemoBuffer
 from polytask.data.replay import ReplayBuffer
+from polytask.rewards.ot import OTRewarder
 from polytask.training.evaluator import Evaluator
 from polytask.training.trainer import Trainer
 
@@ -18,8 +19,6 @@ from polytask.training.trainer import Trainer
 #: (disjoint from the demonstration and evaluation seeds).
 TRAIN_SEED_BASE = 2_000_000
 
-#: ``reward_fn(episode_obs) -> rewards``: observations dict of arrays (T+1, ...) -> float32 (T,).
-RewardFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class OnlineTrainer(Trainer):
@@ -30,16 +29,18 @@ class OnlineTrainer(Trainer):
         env: the training env (one task).
         replay: the replay buffer (saved in checkpoints, so a resumed run keeps its data).
         demos: demonstrations for the agent's BC term (``bc_regularize``), or None.
-        reward_fn: rewards that replace the env's at each episode end (ROT), or None.
+        reward_fn: rewards computed at each episode's end from its observations (ROT), used instead
+            of the env's (the episode enters the replay buffer then), or None.
 
     A resumed run starts a new episode: the env's mid-episode state is not restored (the steps of
     the interrupted episode stay in the replay buffer).
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer,
-                 demos: DemoBuffer | None = None, reward_fn: RewardFn | None = None):
+                 demos: DemoBuffer | None = None, reward_fn: OTRewarder | None = None):
         super().__init__(cfg, run_dir, agent, evaluator)
         self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
+        self.uses_demos = demos is not None or reward_fn is not None
         self.episode = 0
         self._obs: dict[str, np.ndarray] | None = None
         self._ep: dict[str, Any] = {}
@@ -51,21 +52,32 @@ class OnlineTrainer(Trainer):
         Raises:
             ConfigError: if the run names more than one task.
         """
-        from polytask.training.build import ConfigError, env_factory, frame_stack_of, make_agent, make_evaluator, \
-            tasks_of
+        from polytask.training.build import ConfigError, env_factory, frame_stack_of, load_bc_weights, \
+            load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
 
         tasks = tasks_of(cfg)
         if len(tasks) != 1:
             raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
                               "e.g. with -m suite.task=[a],[b]")
+        if cfg.bc_regularize and cfg.agent.get("bc_weight_type") == "qfilter" and not cfg.load_bc:
+            raise ConfigError("bc_regularize=true with the soft Q-filter needs the BC policy: add load_bc=true "
+                              "(or set agent.bc_weight_type=schedule)")
         env = env_factory(cfg)(tasks[0])
         env.action_space.seed(int(cfg.seed))
         agent = make_agent(cfg, env)
+        if cfg.load_bc:
+            agent.load_bc(load_bc_weights(cfg))
+        demo_buffer, reward_fn = None, None
+        if cfg.irl or cfg.bc_regularize:
+            demo_buffer, demos = load_demo_buffer(cfg)
+            if cfg.irl:
+                reward_fn = make_ot_rewarder(cfg, agent, demos[0])
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
                               seed=int(cfg.seed))
-        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay)
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay,
+                   demo_buffer if cfg.bc_regularize else None, reward_fn)
 
     def _start_episode(self) -> None:
         obs, _ = self.env.reset(seed=TRAIN_SEED_BASE + 100_000 * int(self.cfg.seed) + self.episode)
@@ -80,8 +92,8 @@ class OnlineTrainer(Trainer):
         metrics = {"episode": float(self.episode + 1), "episode_length": float(ep["length"]),
                    "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
         if self.reward_fn is not None:
-            traj = {k: np.stack([o[k] for o in ep["obs"]]) for k in ep["obs"][0]}
-            rewards = np.asarray(self.reward_fn(traj), np.float32)
+            key = "pixels" if self.cfg.obs_type == "pixels" else "state"
+            rewards = self.reward_fn(np.stack([o[key] for o in ep["obs"]]))
             self.replay.add_first(ep["obs"][0])
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
                 self.replay.add(action, rewards[t], ep["obs"][t + 1], terminated, truncated)
@@ -120,6 +132,8 @@ class OnlineTrainer(Trainer):
         state = {"replay": self.replay.state_dict(), "episode": self.episode}
         if self.demos is not None:
             state["demos"] = self.demos.state_dict()
+        if self.reward_fn is not None:
+            state["reward_fn"] = self.reward_fn.state_dict()
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -127,3 +141,5 @@ class OnlineTrainer(Trainer):
         self.episode = state["episode"]
         if self.demos is not None:
             self.demos.load_state_dict(state["demos"])
+        if self.reward_fn is not None:
+            self.reward_fn.load_state_dict(state["reward_fn"])

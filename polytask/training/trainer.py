@@ -17,10 +17,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from polytask.errors import PolyTaskError
-from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
+from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, weights_path
 from polytask.training.evaluator import Evaluator
 from polytask.training.logger import Logger
-from polytask.utils import rng_state, set_rng_state
+from polytask.utils import atomic_torch_save, rng_state, set_rng_state
 
 log = logging.getLogger("polytask")
 
@@ -46,7 +46,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
         self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
         self.step = 0
-        self.best_success = -math.inf
+        self.best_score = (-math.inf, -math.inf)  # (success, return) of the best evaluation
         self.last_eval: dict[str, float] = {}
 
     # -- hooks for subclasses -------------------------------------------------------------------
@@ -66,7 +66,7 @@ class Trainer:
 
     # -- shared machinery -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "step": self.step, "best_success": self.best_success,
+        return {"agent": self.agent.state_dict(), "step": self.step, "best_score": self.best_score,
                 "last_eval": self.last_eval, "rng": rng_state(),
                 "config": OmegaConf.to_container(self.cfg, resolve=True), **self.extra_state()}
 
@@ -77,7 +77,7 @@ class Trainer:
             return False
         state = load_checkpoint(path)
         self.agent.load_state_dict(state["agent"])
-        self.step, self.best_success, self.last_eval = state["step"], state["best_success"], state["last_eval"]
+        self.step, self.best_score, self.last_eval = state["step"], tuple(state["best_score"]), state["last_eval"]
         set_rng_state(state["rng"])
         self.load_extra_state(state)
         log.info(f"Resumed from {path} at step {self.step}")
@@ -92,8 +92,9 @@ class Trainer:
         metrics["eval_seconds"] = time.perf_counter() - start
         logger.log("eval", metrics, self.step)
         self.last_eval = metrics
-        if metrics["success"] > self.best_success:
-            self.best_success = metrics["success"]
+        score = (metrics["success"], metrics["return"])  # success first; return for suites without one
+        if score > self.best_score:
+            self.best_score = score
             save_checkpoint(self.run_dir, self.state(), "best")
         return metrics
 
@@ -114,7 +115,20 @@ class Trainer:
         finally:
             logger.close()
         self.report()
+        self.export_weights()
         return self.last_eval
+
+    #: whether the run learns from demonstrations (their count is then part of the weights' name)
+    uses_demos = True
+
+    def export_weights(self) -> Path:
+        """Write the final agent weights to :func:`weights_path` (where ``load_bc`` and snapshot
+        experts look for them)."""
+        path = weights_path(self.cfg, self.uses_demos)
+        atomic_torch_save({"agent": self.agent.state_dict(), "agent_name": self.cfg.agent.name, "step": self.step,
+                           "config": OmegaConf.to_container(self.cfg, resolve=True), "eval": self.last_eval}, path)
+        log.info(f"Weights: {path}")
+        return path
 
     def _loop(self, logger: Logger, total: int) -> None:
         cfg = self.cfg

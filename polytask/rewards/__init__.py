@@ -1,0 +1,1 @@
+"""Rewards computed from data rather than the environment: optimal transport to demonstrations (ROT)."""

@@ -1,0 +1,83 @@
+"""ROT: Sinkhorn plans (checked against POT), OT rewards, and a tiny BC -> ROT run with resume."""
+
+import json
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from polytask.rewards.ot import OTRewarder, cosine_cost, sinkhorn_plan
+from polytask.training.checkpoint import load_checkpoint
+from tests.conftest import run_script
+
+
+def test_sinkhorn_marginals_and_agreement_with_pot():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 5, generator=g, dtype=torch.float64), torch.randn(30, 5, generator=g, dtype=torch.float64)
+    cost = cosine_cost(x[None], y[None])
+    plan = sinkhorn_plan(cost, eps=0.01, num_iters=300)[0].numpy()
+    np.testing.assert_allclose(plan.sum(1), 1 / 40, rtol=1e-9)
+    np.testing.assert_allclose(plan.sum(0), 1 / 30, rtol=1e-2)
+    ref = ot.sinkhorn(np.full(40, 1 / 40), np.full(30, 1 / 30), cost[0].numpy(), 0.01, method="sinkhorn_log",
+                      numItermax=300, stopThr=0)
+    np.testing.assert_allclose(plan, ref, atol=1e-12)
+
+
+def test_padded_batch_equals_separate_plans():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 4, generator=g, dtype=torch.float64)
+    ys = [torch.randn(n, 4, generator=g, dtype=torch.float64) for n in (12, 17)]
+    y = torch.zeros(2, 17, 4, dtype=torch.float64)
+    mask = torch.zeros(2, 17, dtype=torch.bool)
+    for i, yi in enumerate(ys):
+        y[i, : len(yi)], mask[i, : len(yi)] = yi, True
+    batched = sinkhorn_plan(cosine_cost(x.expand(2, 20, 4), y), mask)
+    for i, yi in enumerate(ys):
+        alone = sinkhorn_plan(cosine_cost(x[None], yi[None]))[0]
+        torch.testing.assert_close(batched[i, :, : len(yi)], alone)
+        assert torch.all(batched[i, :, len(yi):] == 0)
+
+
+def test_ot_reward_prefers_demo_like_trajectories():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 51)[:, None]
+    demo = np.concatenate([np.sin(3 * t), np.cos(2 * t), t, 1 - t], 1)
+    rewarder = OTRewarder([demo, rng.standard_normal((40, 4))])
+    near = demo + 0.01 * rng.standard_normal(demo.shape)
+    far = rng.standard_normal(demo.shape)
+    r_near = rewarder(near)
+    assert r_near.shape == (50,) and r_near.dtype == np.float32
+    assert r_near.sum() == pytest.approx(-10.0, rel=1e-5)  # the first episode fixes the scale
+    scale = rewarder.scale
+    r_far = rewarder(far)
+    assert rewarder.scale == scale and r_far.sum() < r_near.sum()
+    fresh = OTRewarder([demo])
+    fresh.load_state_dict(rewarder.state_dict())
+    np.testing.assert_allclose(fresh(far), OTRewarder([demo], scale=scale)(far))
+
+
+def test_rot_run_from_bc_with_resume(tmp_path):
+    common = [f"data_dir={tmp_path}", "suite/metaworld_task=drawer-close", "num_demos_per_task=1",
+              "agent.hidden_dim=64", "eval.num_episodes=2", "eval.video=off", "device=cpu"]
+    rot = [f"hydra.run.dir={tmp_path / 'rot'}", "agent=drqv2", "load_bc=true", "bc_regularize=true",
+           "update_after_steps=250", "log_every_steps=50", "save_every_steps=250", "replay_capacity=3000",
+           "batch_size=32", *common]
+    missing = run_script("train.py", *rot, "num_train_steps=500")
+    assert missing.returncode == 1 and "python train.py agent=bc" in missing.stdout + missing.stderr
+    bc = run_script("train.py", f"hydra.run.dir={tmp_path / 'bc'}", "agent=bc", "num_train_steps=50", *common)
+    assert bc.returncode == 0, bc.stderr[-2000:]
+    p = run_script("train.py", *rot, "num_train_steps=500", "eval_every_steps=500")
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert "Starting from BC weights" in out
+    ckpt = load_checkpoint(tmp_path / "rot" / "checkpoints" / "latest.pt")
+    assert ckpt["reward_fn"]["scale"] > 0 and ckpt["replay"]["count"] == 502  # 2 finished episodes
+    with open(tmp_path / "rot" / "train.csv") as f:
+        header = f.readline()
+    assert "episode_reward" in header and "bc_weight" in header
+    p = run_script("train.py", *rot, "num_train_steps=750", "eval_every_steps=750")
+    assert p.returncode == 0 and "at step 500" in p.stdout + p.stderr
+    after = load_checkpoint(tmp_path / "rot" / "checkpoints" / "latest.pt")
+    assert after["step"] == 750 and after["reward_fn"]["scale"] == ckpt["reward_fn"]["scale"]
+    assert json.loads((tmp_path / "rot" / "results.json").read_text())["step"] == 750
