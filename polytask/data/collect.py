@@ -49,7 +49,7 @@ def rollout(env: gym.Env, policy: Callable[[dict], np.ndarray], seed: int | None
 
 @dataclass
 class CollectStats:
-    """What a collection did: attempts, kept episodes, success rate, time."""
+    """What a collection did: attempts, kept episodes, accepted episodes, time."""
 
     attempts: int
     kept: int
@@ -61,10 +61,17 @@ class CollectStats:
         return self.attempts / max(self.seconds, 1e-9)
 
 
+def is_success(ep: Episode) -> bool:
+    """Whether the task's success test held at some step."""
+    return bool(ep.success.max(initial=0.0) > 0)
+
+
 def collect_episodes(env: gym.Env, policy: Callable[[dict], np.ndarray], num_episodes: int,
                      keep_failed: bool = False, seed_base: int = DEMO_SEED_BASE,
-                     max_attempts: int | None = None, desc: str = "demos") -> tuple[list[Episode], CollectStats]:
-    """Collect ``num_episodes`` episodes, keeping only successful ones unless ``keep_failed``.
+                     max_attempts: int | None = None, desc: str = "demos",
+                     accept: Callable[[Episode], bool] = is_success) -> tuple[list[Episode], CollectStats]:
+    """Collect ``num_episodes`` episodes, keeping only accepted ones (``accept``: successful by
+    default; e.g. a return threshold for suites without a success test) unless ``keep_failed``.
 
     Episode ``i`` is reset with seed ``seed_base + i`` (attempt index, so the seeds of kept
     episodes are recorded and replayable).
@@ -82,10 +89,10 @@ def collect_episodes(env: gym.Env, policy: Callable[[dict], np.ndarray], num_epi
             if attempts >= max_attempts:
                 raise RuntimeError(
                     f"Only {len(kept)} of {num_episodes} successful episodes after {attempts} attempts; "
-                    "the expert is too weak on this task (set keep_failed=true to keep failures).")
+                    "the expert is too weak on this task (set keep_failed_demos=true to keep failures).")
             ep = rollout(env, policy, seed_base + attempts)
             attempts += 1
-            ok = bool(ep.success.max(initial=0.0) > 0)
+            ok = accept(ep)
             successes += ok
             if ok or keep_failed:
                 kept.append(ep)

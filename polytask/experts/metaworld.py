@@ -14,10 +14,11 @@ class ScriptedExpert:
     """Meta-World's hand-written policy for one task.
 
     ``act(obs)`` takes a PolyTask observation dict (uses ``obs["state"]``, float32 (39,)) and returns
-    a float32 (4,) action clipped to [-1, 1]. All 50 v3 tasks have one (80–100% success).
+    a float32 (4,) action clipped to [-1, 1]. All 50 v3 tasks have one (80–100% success). ``env``
+    is accepted for the common expert signature and not needed.
     """
 
-    def __init__(self, task: str):
+    def __init__(self, task: str, env=None):
         check_task(task, TASKS, "metaworld")
         from metaworld.policies import ENV_POLICY_MAP
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from polytask.data.collect import collect_episodes
+from polytask.data.collect import collect_episodes, is_success
 from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
     load_episodes, write_dataset
 from polytask.suites import make_env
@@ -28,7 +28,8 @@ def collect_command(cfg: DictConfig, task: str, num: int) -> str:
 
 def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     """Roll out the suite's expert (``cfg.suite.expert``) on ``task`` until ``num`` episodes are kept
-    (successful ones unless ``cfg.keep_failed_demos``) and write them as a Minari dataset.
+    and write them as a Minari dataset. Kept are successful episodes, or those whose return reaches
+    ``cfg.suite.demo_min_return`` when the suite sets it (DMC), or all with ``cfg.keep_failed_demos``.
 
     Raises:
         DatasetError: if the suite has no expert.
@@ -37,13 +38,16 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
         raise DatasetError(f"Suite {cfg.suite.name} has no scripted expert to make demos with; "
                            f"provide a dataset at {demo_path(cfg, task)}")
     env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
-    expert = instantiate(cfg.suite.expert, task=task)
     try:
-        episodes, stats = collect_episodes(env, lambda o: expert.act(o), num, keep_failed=cfg.keep_failed_demos,
-                                           desc=f"demos {task}")
+        expert = instantiate(cfg.suite.expert, task=task, env=env)
+        min_return = cfg.suite.get("demo_min_return")
+        accept = is_success if min_return is None else (lambda ep: float(ep.reward.sum()) >= min_return)
+        episodes, stats = collect_episodes(env, expert.act, num, keep_failed=cfg.keep_failed_demos,
+                                           desc=f"demos {task}", accept=accept)
         meta = {"suite": cfg.suite.name, "task": task, "obs_type": cfg.obs_type,
                 "expert": cfg.suite.expert._target_, "attempts": stats.attempts,
-                "expert_success_rate": stats.successes / stats.attempts, "keep_failed": cfg.keep_failed_demos,
+                "expert_accept_rate": stats.successes / stats.attempts, "keep_failed": cfg.keep_failed_demos,
+                "min_return": min_return, "returns": [float(ep.reward.sum()) for ep in episodes],
                 "seeds": [ep.seed for ep in episodes]}
         path = write_dataset(cfg.data_dir, dataset_id(cfg.suite.name, task, cfg.obs_type), episodes, env,
                              algorithm_name=cfg.suite.expert._target_,
@@ -52,7 +56,7 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     finally:
         env.close()
     log.info(f"Collected {num} demos of {task} in {stats.seconds:.1f}s ({stats.attempts} episodes, "
-             f"{stats.episodes_per_s:.2f} episodes/s, expert success {stats.successes}/{stats.attempts}) -> {path}")
+             f"{stats.episodes_per_s:.2f} episodes/s, accepted {stats.successes}/{stats.attempts}) -> {path}")
     return path
 
 

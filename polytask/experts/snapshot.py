@@ -1,0 +1,54 @@
+"""A trained agent's weights as a demonstrator (DMC experts come from DrQ-v2 runs, DESIGN §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from polytask.errors import PolyTaskError
+
+
+class ExpertWeightsError(PolyTaskError, FileNotFoundError):
+    """Expert weights that are missing or unusable; the message gives the command that makes them."""
+
+
+class SnapshotExpert:
+    """Acts with the mean action of an agent saved by a finished run (``<data_dir>/weights/...``).
+
+    Args:
+        task: the task to act on (fills ``{task}`` in ``weights``).
+        env: the env it will act in; its observation/action spaces must match the agent's.
+        weights: path of the weights file, with an optional ``{task}`` placeholder.
+        train_command: the command that makes missing weights, for the error message (``{task}``
+            is filled in).
+
+    Raises:
+        ExpertWeightsError: if the file is missing or its agent does not fit ``env``.
+    """
+
+    def __init__(self, task: str, env, weights: str, train_command: str = ""):
+        from hydra.utils import instantiate
+
+        from polytask.training.checkpoint import load_checkpoint
+
+        path = Path(weights.format(task=task))
+        if not path.exists():
+            how = f"\nTrain them with:\n  {train_command.format(task=task)}" if train_command else ""
+            raise ExpertWeightsError(f"No expert weights for {task} at {path}.{how}")
+        saved = load_checkpoint(path)
+        agent_cfg = {k: v for k, v in saved["config"]["agent"].items() if k not in ("name", "trainer")}
+        obs_type = saved["config"]["obs_type"]
+        obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
+        try:
+            self.agent = instantiate(agent_cfg, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
+                                     obs_type=obs_type, device="cpu")
+            self.agent.load_state_dict(saved["agent"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ExpertWeightsError(f"Expert weights {path} do not fit the {task} env: {e}") from e
+        self.agent.train(False)
+        self.path = path
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Mean action float32 (A,) for one observation dict."""
+        return self.agent.act({k: v[None] for k, v in obs.items()}, eval_mode=True)[0]
