@@ -32,7 +32,13 @@ def cheetah_variants(task_ids) -> list[str]:
     return cheetah_variant_tasks(task_ids)
 
 
-_RESOLVERS = {"polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
+def when(condition, if_true, if_false):
+    """``if_true`` when ``condition`` is true, else ``if_false`` (e.g. exploration that depends on
+    ``load_bc``)."""
+    return if_true if condition else if_false
+
+
+_RESOLVERS = {"polytask.when": when, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
               "polytask.cheetah_variants": cheetah_variants}
 for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

@@ -78,7 +78,7 @@ def test_bc_regularisation_pulls_actor_to_demos():
 
 def test_online_run_end_to_end_with_resume(tmp_path):
     run = tmp_path / "run"
-    common = [f"hydra.run.dir={run}", f"data_dir={tmp_path}", "agent=drqv2", "suite/metaworld_task=drawer-close",
+    common = [f"hydra.run.dir={run}", f"data_dir={tmp_path}", "agent=drqv2", "irl=false", "suite/metaworld_task=drawer-close",
               "update_after_steps=100", "agent.num_expl_steps=100", "log_every_steps=50", "save_every_steps=100",
               "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32",
               "device=cpu"]

@@ -3,6 +3,7 @@ buffer, optional rewards computed at episode end (e.g. optimal transport to the 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class OnlineTrainer(Trainer):
         self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
         self.uses_demos = demos is not None or reward_fn is not None
         self.episode = 0
+        self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None
         self._ep: dict[str, Any] = {}
 
@@ -93,7 +95,9 @@ class OnlineTrainer(Trainer):
                    "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
         if self.reward_fn is not None:
             key = "pixels" if self.cfg.obs_type == "pixels" else "state"
+            t0 = time.perf_counter()
             rewards = self.reward_fn(np.stack([o[key] for o in ep["obs"]]))
+            self.seconds["reward"] += time.perf_counter() - t0
             self.replay.add_first(ep["obs"][0])
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
                 self.replay.add(action, rewards[t], ep["obs"][t + 1], terminated, truncated)
@@ -105,9 +109,13 @@ class OnlineTrainer(Trainer):
     def train_step(self) -> dict[str, float]:
         if self._obs is None:
             self._start_episode()
+        t0 = time.perf_counter()
         batch_obs = {k: v[None] for k, v in self._obs.items()}
         action = self.agent.act(batch_obs, eval_mode=False, step=self.step)[0]
+        t1 = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self.seconds["act"] += t1 - t0
+        self.seconds["env"] += time.perf_counter() - t1
         ep = self._ep
         if self.reward_fn is None:
             self.replay.add(action, reward, obs, terminated, truncated)
@@ -124,8 +132,11 @@ class OnlineTrainer(Trainer):
             self._obs = obs
         if (self.step >= self.cfg.update_after_steps and self.step % self.cfg.update_every_steps == 0
                 and self.replay.steps_added > 0):
+            t0 = time.perf_counter()
             demo = self.demos.sample(self.cfg.batch_size) if self.demos is not None else None
             metrics.update(self.agent.update(self.replay.sample(self.cfg.batch_size), self.step, demo))
+            self.seconds["update"] += time.perf_counter() - t0
+        metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
 
     def extra_state(self) -> dict[str, Any]:
