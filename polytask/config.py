@@ -38,7 +38,28 @@ def when(condition, if_true, if_false):
     return if_true if condition else if_false
 
 
-_RESOLVERS = {"polytask.when": when, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
+def first_n(items, n) -> list:
+    """The first ``n`` items (e.g. the tasks to distil: ``num_envs_to_distil``).
+
+    Raises:
+        ValueError: if ``n`` is not in 1..len(items).
+    """
+    items = list(items)
+    if not 1 <= int(n) <= len(items):
+        raise ValueError(f"asked for the first {n} of {len(items)} tasks; use 1..{len(items)}")
+    return items[: int(n)]
+
+
+def pyobj(path: str):
+    """The Python object at a dotted ``path`` (e.g. a suite's task list)."""
+    import importlib
+
+    module, name = path.rsplit(".", 1)
+    value = getattr(importlib.import_module(module), name)
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+_RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyobj": pyobj, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
               "polytask.cheetah_variants": cheetah_variants}
 for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

@@ -98,3 +98,20 @@ def collect_episodes(env: gym.Env, policy: Callable[[dict], np.ndarray], num_epi
                 kept.append(ep)
                 bar.update(1)
     return kept, CollectStats(attempts, len(kept), successes, time.perf_counter() - start)
+
+
+def relabel_rollout(env: gym.Env, expert: Callable[[dict], np.ndarray], noise_std: float, seed: int,
+                    rng: np.random.Generator) -> Episode:
+    """One episode that executes the expert's action plus Gaussian noise (std ``noise_std``, clipped
+    to [-1, 1]) and stores, for every visited observation, the expert's own action there: the
+    relabelled data of PolyTask distillation (the states an expert visits, labelled by it)."""
+    labels: list[np.ndarray] = []
+
+    def noisy(obs: dict) -> np.ndarray:
+        action = expert(obs)
+        labels.append(action)
+        return np.clip(action + noise_std * rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
+
+    ep = rollout(env, noisy, seed)
+    ep.action = np.asarray(labels, np.float32)
+    return ep

@@ -43,3 +43,13 @@ def make_env(suite_cfg: Any, task: str, obs_type: str, **overrides: Any):
 
     options = {**OmegaConf.to_container(suite_cfg.env, resolve=True), **overrides}
     return instantiate(options, task=task, obs_type=obs_type)
+
+
+def describe_task(suite_cfg: Any, task: str) -> str:
+    """A sentence describing ``task`` (for language goals): the suite module's ``describe(task)``
+    where it has one, else the task name in words."""
+    import importlib
+
+    module = importlib.import_module(suite_cfg.env._target_.rsplit(".", 1)[0])
+    describe = getattr(module, "describe", None)
+    return describe(task) if describe is not None else task.replace("-", " ").replace("_", " ")

@@ -40,6 +40,30 @@ MT10 = [
 ]
 
 
+#: Instructions for language goals (PolyTask-style sentences; other tasks use their name in words).
+DESCRIPTIONS = {
+    "button-press": "press the button", "button-press-wall": "press the button behind the wall",
+    "button-press-topdown": "press the button from the top",
+    "button-press-topdown-wall": "press the button from the top behind the wall",
+    "coffee-button": "press the button on the coffee machine", "coffee-pull": "pull the coffee mug",
+    "coffee-push": "push the coffee mug", "door-unlock": "unlock the door", "door-lock": "lock the door",
+    "door-open": "open the door", "door-close": "close the door", "drawer-close": "close the drawer",
+    "drawer-open": "open the drawer", "plate-slide": "slide the plate into the goal",
+    "plate-slide-back": "slide the plate back out of the goal",
+    "plate-slide-side": "slide the plate sideways into the goal",
+    "plate-slide-back-side": "slide the plate sideways back out of the goal",
+    "bin-picking": "pick the cube and place it in the other bin", "hammer": "hammer the nail into the wall",
+    "reach": "reach the goal position", "push": "push the puck to the goal", "pick-place": "pick and place the puck",
+    "peg-insert-side": "insert the peg into the hole from the side", "window-open": "open the window",
+    "window-close": "close the window",
+}
+
+
+def describe(task: str) -> str:
+    """A sentence for ``task`` (language goals)."""
+    return DESCRIPTIONS.get(task, task.replace("-", " "))
+
+
 def _all_tasks() -> list[str]:
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 

@@ -53,13 +53,14 @@ def frame_stack_of(cfg: DictConfig) -> int:
     return int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
 
 
-def make_agent(cfg: DictConfig, env: gym.Env):
-    """Instantiate ``cfg.agent`` (its ``_target_`` and options) for ``env``'s spaces."""
+def make_agent(cfg: DictConfig, env: gym.Env, **extra):
+    """Instantiate ``cfg.agent`` (its ``_target_`` and options) for ``env``'s spaces; ``extra`` are
+    further constructor arguments (e.g. a student's goals)."""
     options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items()
                if k not in ("name", "trainer")}
     obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
     return instantiate(options, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
-                       obs_type=cfg.obs_type, device=resolve_device(cfg.device))
+                       obs_type=cfg.obs_type, device=resolve_device(cfg.device), **extra)
 
 
 def make_evaluator(cfg: DictConfig) -> Evaluator:

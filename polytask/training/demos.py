@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from polytask.data.collect import collect_episodes, is_success
+from polytask.data.collect import DEMO_SEED_BASE, collect_episodes, is_success, relabel_rollout
 from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
     load_episodes, write_dataset
 from polytask.suites import make_env
@@ -84,4 +86,54 @@ def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
         episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
     frame_stack = int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
     check_compatible(episodes, env.observation_space, env.action_space, frame_stack, str(path))
+    return episodes
+
+
+def relabel_path(cfg: DictConfig, task: str) -> Path:
+    return dataset_path(cfg.data_dir, dataset_id(cfg.suite.name, task, f"{cfg.obs_type}-relabel"))
+
+
+def relabel_task(cfg: DictConfig, task: str) -> Path:
+    """Relabelled data of ``task`` for distillation: ``cfg.relabel.episodes_per_task`` rollouts of the
+    suite's expert with action noise ``cfg.relabel.noise``, each visited observation labelled with
+    the expert's action, written as a Minari dataset with its provenance.
+
+    Raises:
+        DatasetError: if the suite has no expert; ExpertWeightsError if a trained expert is missing.
+    """
+    if cfg.suite.get("expert") is None:
+        raise DatasetError(f"Suite {cfg.suite.name} has no expert to relabel with")
+    env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
+    rng = np.random.default_rng(int(cfg.seed))
+    start = time.perf_counter()
+    try:
+        expert = instantiate(cfg.suite.expert, task=task, env=env)
+        n, noise = int(cfg.relabel.episodes_per_task), float(cfg.relabel.noise)
+        episodes = [relabel_rollout(env, expert.act, noise, DEMO_SEED_BASE + i, rng) for i in range(n)]
+        meta = {"suite": cfg.suite.name, "task": task, "obs_type": cfg.obs_type, "expert": cfg.suite.expert._target_,
+                "expert_weights": str(getattr(expert, "path", "")), "noise_std": noise, "episodes": n,
+                "transitions": int(sum(len(e) for e in episodes)), "seeds": [e.seed for e in episodes],
+                "success_rate": float(np.mean([is_success(e) for e in episodes]))}
+        path = write_dataset(cfg.data_dir, dataset_id(cfg.suite.name, task, f"{cfg.obs_type}-relabel"), episodes,
+                             env, algorithm_name=f"relabelled {cfg.suite.expert._target_}",
+                             description=f"{task}: states visited by the expert with noise {noise}, labelled with "
+                                         "its actions", extra_metadata=meta)
+    finally:
+        env.close()
+    log.info(f"Relabelled {n} episodes of {task} ({meta['transitions']} states, noisy-rollout success "
+             f"{meta['success_rate']:.2f}) in {time.perf_counter() - start:.1f}s -> {path}")
+    return path
+
+
+def load_or_relabel(cfg: DictConfig, task: str, env) -> list[Episode]:
+    """The relabelled data of ``task``, made first when missing."""
+    path = relabel_path(cfg, task)
+    if not (path / "data" / "metadata.json").exists():
+        log.info(f"Relabelled data for {task} missing at {path}: making it with the {cfg.suite.name} expert")
+        relabel_task(cfg, task)
+    episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces),
+                             make_cmd=f"python relabel.py suite={cfg.suite.name} 'suite.task=[{task}]' "
+                                      f"obs_type={cfg.obs_type}")
+    check_compatible(episodes, env.observation_space, env.action_space,
+                     int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1, str(path))
     return episodes

@@ -15,9 +15,9 @@ log = logging.getLogger("polytask")
 #: task variations, disjoint from the demonstrations' seeds (``polytask.data.collect.DEMO_SEED_BASE``).
 EVAL_SEED_BASE = 1_000_000
 
-#: ``policy(obs_batch, task_ids) -> actions``: obs dict of arrays (B, ...), task ids int64 (B,),
-#: returns float32 (B, A).
-Policy = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+#: ``policy(obs_batch) -> actions``: obs dict of arrays (B, ...) holding also ``task_id`` int64 (B,),
+#: the index of the task in the evaluator's list; returns float32 (B, A).
+Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 def _stack_obs(obs_list: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -30,7 +30,7 @@ class Evaluator:
 
     Args:
         make_env: ``make_env(task) -> gym.Env``.
-        tasks: task names; ``task_ids`` passed to the policy are their indices.
+        tasks: task names; the ``task_id`` passed to the policy in the observation is the index.
         num_episodes: episodes per task.
         num_envs: envs stepped together (batch size of policy calls).
         stop_on_success: end an episode at its first success (its return then sums up to there).
@@ -58,7 +58,9 @@ class Evaluator:
                 if record:
                     frames.append(envs[0].render())
                 while active:
-                    actions = policy(_stack_obs([obs[i] for i in active]), np.full(len(active), task_id))
+                    batch = _stack_obs([obs[i] for i in active])
+                    batch["task_id"] = np.full(len(active), task_id, np.int64)
+                    actions = policy(batch)
                     still = []
                     for a, i in zip(actions, active):
                         obs[i], r, terminated, truncated, info = envs[i].step(a)

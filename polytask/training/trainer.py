@@ -60,8 +60,8 @@ class Trainer:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    def policy(self, obs: dict, task_ids):
-        """Evaluation policy: the agent's mean action."""
+    def policy(self, obs: dict):
+        """Evaluation policy: the agent's mean action (``obs`` also holds ``task_id``)."""
         return self.agent.act(obs, eval_mode=True)
 
     # -- shared machinery -----------------------------------------------------------------------

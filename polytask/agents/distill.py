@@ -1,0 +1,101 @@
+"""The PolyTask student (behavior distillation, Haldar & Pinto, 2023, §3.3): one goal-conditioned
+policy for many tasks, trained by regression on the actions that each task's expert gives at the
+states it visited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
+from polytask.nets.mlp import mlp, orthogonal_init
+
+
+class DistillAgent:
+    """Goal-conditioned multi-task student.
+
+    The observation encoder (DrQ-v2 conv + Linear/LayerNorm/Tanh trunk for pixels; identity for
+    features) and the goal code (a fixed vector per task, or a goal image through its own conv
+    encoder) are concatenated and mapped by an MLP to a tanh action. Loss: mean squared error to
+    the relabelled expert action.
+
+    Args:
+        obs_shapes, action_dim, obs_type, device: as for :class:`polytask.agents.bc.BCAgent`.
+        goals: per task its goal: float32 (N, G) vectors (one-hot or sentence embeddings) or uint8
+            (N, 3, H, W) goal images; observations carry ``task_id`` (B,) indices into it.
+        lr: Adam learning rate (5e-5 in PolyTask).
+        feature_dim, hidden_dim, hidden_depth: network sizes; ``goal_feature_dim`` for goal images.
+        augment, pad: random shifts for pixel observations.
+    """
+
+    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str, goals: np.ndarray,
+                 device: torch.device | str = "cpu", lr: float = 5e-5, feature_dim: int = 512,
+                 hidden_dim: int = 1024, hidden_depth: int = 3, goal_feature_dim: int = 64, augment: bool = True,
+                 pad: int = 4):
+        self.device = torch.device(device)
+        self.obs_key = "pixels" if obs_type == "pixels" else "state"
+        shape = tuple(obs_shapes[self.obs_key])
+        if self.obs_key == "pixels":
+            enc = PixelEncoder(shape)
+            self.encoder: nn.Module = nn.Sequential(enc, nn.Linear(enc.repr_dim, feature_dim), nn.LayerNorm(feature_dim),
+                                                    nn.Tanh())
+            obs_dim = feature_dim
+        else:
+            self.encoder = nn.Identity()
+            obs_dim = shape[0]
+        self.goals = torch.as_tensor(np.asarray(goals), device=self.device)
+        if self.goals.dtype == torch.uint8:  # goal images
+            genc = PixelEncoder(tuple(self.goals.shape[1:]))
+            self.goal_encoder: nn.Module = nn.Sequential(genc, nn.Linear(genc.repr_dim, goal_feature_dim),
+                                                         nn.LayerNorm(goal_feature_dim), nn.Tanh())
+            goal_dim = goal_feature_dim
+        else:
+            self.goals = self.goals.float()
+            self.goal_encoder = nn.Identity()
+            goal_dim = self.goals.shape[1]
+        self.policy = mlp(obs_dim + goal_dim, hidden_dim, action_dim, hidden_depth)
+        self.encoder.to(self.device)
+        self.goal_encoder.to(self.device)
+        self.policy.to(self.device)
+        for m in (self.encoder, self.goal_encoder, self.policy):
+            m.apply(orthogonal_init)
+        self.aug: nn.Module = RandomShiftsAug(pad) if (augment and self.obs_key == "pixels") else nn.Identity()
+        self.params = [p for m in (self.encoder, self.goal_encoder, self.policy) for p in m.parameters()]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+
+    def _mean(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
+        goal = self.goal_encoder(self.goals[task_id])
+        return torch.tanh(self.policy(torch.cat([self.encoder(obs), goal], dim=-1)))
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
+        """Mean actions float32 (B, A) for ``obs[obs_key]`` (B, ...) and ``obs["task_id"]`` (B,)."""
+        x = torch.as_tensor(np.asarray(obs[self.obs_key]), device=self.device)
+        task_id = torch.as_tensor(np.asarray(obs["task_id"]), device=self.device, dtype=torch.long)
+        return self._mean(x, task_id).cpu().numpy().astype(np.float32)
+
+    def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
+        """One step of MSE regression on ``batch`` (``obs_key`` (B, ...), ``task_id`` (B,),
+        ``action`` (B, A)). Returns ``{"loss": MSE}``."""
+        obs = self.aug(batch[self.obs_key].to(self.device))
+        mu = self._mean(obs, batch["task_id"].to(self.device))
+        loss = (mu - batch["action"].to(self.device)).pow(2).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def train(self, training: bool = True) -> None:
+        for m in (self.encoder, self.goal_encoder, self.policy):
+            m.train(training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.state_dict(), "goal_encoder": self.goal_encoder.state_dict(),
+                "policy": self.policy.state_dict(), "goals": self.goals.cpu(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in ("encoder", "goal_encoder", "policy", "opt"):
+            getattr(self, k).load_state_dict(state[k])

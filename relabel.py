@@ -1,0 +1,27 @@
+"""Make the relabelled data of distillation (PolyTask stage 3) without training: for each task, the
+states its expert visits with action noise, labelled with the expert's actions, as Minari datasets.
+
+    python relabel.py suite=metaworld num_envs_to_distil=16 relabel.episodes_per_task=20
+    python relabel.py suite=dmc num_envs_to_distil=10     # experts: trained DrQ-v2 snapshots
+
+``train_distill.py`` makes missing relabelled data itself; this script (re)makes it up front.
+"""
+
+import hydra
+
+from polytask.cli import run_entry
+
+
+@hydra.main(config_path="cfgs", config_name="config_distill", version_base="1.3")
+def main(cfg):
+    from polytask.training.demos import relabel_task
+
+    def relabel(c):
+        for task in c.suite.task:
+            relabel_task(c, str(task))
+
+    run_entry(relabel, cfg)
+
+
+if __name__ == "__main__":
+    main()
