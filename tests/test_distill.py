@@ -94,3 +94,20 @@ def test_train_distill_end_to_end(tmp_path):
     assert {"button-press/success", "button-press-wall/success", "success"} <= set(results)
     out = p.stdout + p.stderr
     assert "button-press-wall" in out and "Relabelled 2 episodes" in out
+
+
+def test_local_multirun_and_gather(data_dir, tmp_path):
+    from polytask.training.gather import main as gather
+
+    sweep = tmp_path / "sweep"
+    p = run_script("train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}",
+                   "suite/metaworld_task=drawer-close", "num_demos_per_task=3", "num_train_steps=30",
+                   "eval.num_episodes=1", "eval.video=off", "agent.hidden_dim=32", "seed=1,2", "device=cpu")
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted(sweep.rglob("results.json"))
+    assert [r.parent.name for r in results] == ["seed1", "seed2"]  # run dirs named by task and seed
+    assert all("drawer-close" in str(r) for r in results)
+    assert gather([str(sweep)]) == 0
+    summary = (sweep / "summary.md").read_text()
+    assert "| bc | metaworld | features | drawer-close | 2 | 30 |" in summary
+    assert (sweep / "summary.csv").exists() and (sweep / "success.png").stat().st_size > 1000

@@ -1,0 +1,118 @@
+"""Gather a sweep's results into one table (CSV + markdown) and a plot of success against steps.
+
+    python -m polytask.training.gather runs/bc16            # writes runs/bc16/summary.{csv,md}, success.png
+    polytask-gather runs/bc16 --out results/
+
+Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts;
+per task the final success and return are averaged over the runs (seeds) that evaluated it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories below ``root`` (holding ``config.yaml`` and ``eval.csv``), sorted."""
+    return sorted(p.parent for p in root.rglob("eval.csv") if (p.parent / "config.yaml").exists())
+
+
+def read_run(run: Path) -> dict:
+    """Config essentials, final per-task metrics and the success curve of one run."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    with open(run / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    tasks = [str(t) for t in cfg["suite"]["task"]]
+    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else \
+        {k: float(v) for k, v in rows[-1].items() if v != ""}
+    curves = {t: ([int(float(r["step"])) for r in rows], [float(r[f"{t}/success"]) for r in rows]) for t in tasks}
+    return {"run": run, "agent": cfg["agent"]["name"], "suite": cfg["suite"]["name"], "obs_type": cfg["obs_type"],
+            "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves,
+            "step": int(final.get("step", curves[tasks[0]][0][-1] if rows else 0))}
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (agent, suite, obs_type, task): mean/std of final success and return over runs."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        for t in r["tasks"]:
+            groups[(r["agent"], r["suite"], r["obs_type"], t)].append(
+                {"success": r["final"][f"{t}/success"], "return": r["final"][f"{t}/return"], "step": r["step"]})
+    rows = []
+    for (agent, suite, obs_type, task), vals in sorted(groups.items()):
+        s = np.array([v["success"] for v in vals])
+        ret = np.array([v["return"] for v in vals])
+        rows.append({"agent": agent, "suite": suite, "obs_type": obs_type, "task": task, "runs": len(vals),
+                     "step": max(v["step"] for v in vals), "success_mean": float(s.mean()),
+                     "success_std": float(s.std()), "return_mean": float(ret.mean()), "return_std": float(ret.std())})
+    return rows
+
+
+def write_outputs(rows: list[dict], runs: list[dict], out: Path) -> list[Path]:
+    """``summary.csv``, ``summary.md`` and ``success.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["| agent | suite | obs | task | runs | step | success | return |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['agent']} | {r['suite']} | {r['obs_type']} | {r['task']} | {r['runs']} | {r['step']} | "
+              f"{r['success_mean']:.2f} ± {r['success_std']:.2f} | {r['return_mean']:.1f} ± {r['return_std']:.1f} |"
+              for r in rows]
+    mean = np.mean([r["success_mean"] for r in rows])
+    lines.append(f"| **mean** | | | {len(rows)} tasks | | | **{mean:.2f}** | |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({t for r in runs for t in r["tasks"]})
+    cols = min(4, len(tasks))
+    nrows = int(np.ceil(len(tasks) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False, sharey=True)
+    for ax, task in zip(axes.flat, tasks):
+        for r in runs:
+            if task in r["curves"]:
+                steps, success = r["curves"][task]
+                ax.plot(steps, success, marker="o", ms=3, label=f"{r['agent']} s{r['seed']}")
+        ax.set_title(task, fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("success")
+    fig.tight_layout()
+    fig.savefig(out / "success.png", dpi=100)
+    plt.close(fig)
+    return [out / "summary.csv", out / "summary.md", out / "success.png"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="polytask-gather", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="folder holding the runs (e.g. runs/<experiment>)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the sweep folder)")
+    args = parser.parse_args(argv)
+    runs = [read_run(r) for r in find_runs(args.sweep_dir)]
+    if not runs:
+        print(f"error: no runs (folders with config.yaml and eval.csv) under {args.sweep_dir}", file=sys.stderr)
+        return 1
+    rows = summarize(runs)
+    paths = write_outputs(rows, runs, args.out or args.sweep_dir)
+    print((paths[1]).read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
