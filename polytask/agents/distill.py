@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.nets.mlp import mlp, orthogonal_init
+from polytask.nets.mlp import make_trunk, mlp, orthogonal_init
 
 
 class DistillAgent:
@@ -40,18 +40,16 @@ class DistillAgent:
         shape = tuple(obs_shapes[self.obs_key])
         if self.obs_key == "pixels":
             enc = PixelEncoder(shape)
-            self.encoder: nn.Module = nn.Sequential(enc, nn.Linear(enc.repr_dim, feature_dim), nn.LayerNorm(feature_dim),
-                                                    nn.Tanh())
-            obs_dim = feature_dim
+            trunk, obs_dim = make_trunk(enc.repr_dim, feature_dim, True)
+            self.encoder: nn.Module = nn.Sequential(enc, trunk)
         else:
             self.encoder = nn.Identity()
             obs_dim = shape[0]
         self.goals = torch.as_tensor(np.asarray(goals), device=self.device)
         if self.goals.dtype == torch.uint8:  # goal images
             genc = PixelEncoder(tuple(self.goals.shape[1:]))
-            self.goal_encoder: nn.Module = nn.Sequential(genc, nn.Linear(genc.repr_dim, goal_feature_dim),
-                                                         nn.LayerNorm(goal_feature_dim), nn.Tanh())
-            goal_dim = goal_feature_dim
+            trunk, goal_dim = make_trunk(genc.repr_dim, goal_feature_dim, True)
+            self.goal_encoder: nn.Module = nn.Sequential(genc, trunk)
         else:
             self.goals = self.goals.float()
             self.goal_encoder = nn.Identity()

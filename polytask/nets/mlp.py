@@ -26,6 +26,14 @@ def orthogonal_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def make_trunk(repr_dim: int, feature_dim: int, use_trunk: bool) -> tuple[nn.Module, int]:
+    """DrQ-v2's trunk (Linear + LayerNorm + Tanh to ``feature_dim``) for pixel representations, or
+    the identity for state features; returns the module and its output size."""
+    if use_trunk:
+        return nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()), feature_dim
+    return nn.Identity(), repr_dim
+
+
 class Actor(nn.Module):
     """Trunk + MLP policy head with a tanh mean.
 
@@ -38,12 +46,7 @@ class Actor(nn.Module):
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, hidden_depth: int,
                  use_trunk: bool):
         super().__init__()
-        if use_trunk:
-            self.trunk: nn.Module = nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
-            in_dim = feature_dim
-        else:
-            self.trunk = nn.Identity()
-            in_dim = repr_dim
+        self.trunk, in_dim = make_trunk(repr_dim, feature_dim, use_trunk)
         self.policy = mlp(in_dim, hidden_dim, action_dim, hidden_depth)
         self.apply(orthogonal_init)
 
@@ -63,12 +66,7 @@ class Critic(nn.Module):
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, hidden_depth: int,
                  use_trunk: bool):
         super().__init__()
-        if use_trunk:
-            self.trunk: nn.Module = nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
-            in_dim = feature_dim
-        else:
-            self.trunk = nn.Identity()
-            in_dim = repr_dim
+        self.trunk, in_dim = make_trunk(repr_dim, feature_dim, use_trunk)
         self.q1 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
         self.q2 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
         self.apply(orthogonal_init)

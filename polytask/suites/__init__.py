@@ -53,3 +53,21 @@ def describe_task(suite_cfg: Any, task: str) -> str:
     module = importlib.import_module(suite_cfg.env._target_.rsplit(".", 1)[0])
     describe = getattr(module, "describe", None)
     return describe(task) if describe is not None else task.replace("-", " ").replace("_", " ")
+
+
+def stack_pixels(env, obs_type: str, frame_stack: int):
+    """``env`` with :class:`polytask.suites.wrappers.FrameStack` for pixel observations."""
+    from polytask.suites.wrappers import FrameStack
+
+    return FrameStack(env, frame_stack) if obs_type == "pixels" and frame_stack > 1 else env
+
+
+def make_registered(env_id: str, task: str, obs_type: str, seed: int | None, **options: Any):
+    """``gym.make(env_id, ...)``, so that the env spec (and Minari datasets) record every option;
+    the action space is seeded with ``seed`` when given."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, task=task, obs_type=obs_type, **options)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env

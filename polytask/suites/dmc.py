@@ -31,8 +31,8 @@ import gymnasium as gym
 import numpy as np
 
 from polytask.errors import PolyTaskError
-from polytask.suites import check_task
-from polytask.suites.wrappers import FrameStack, check_action_repeat
+from polytask.suites import check_task, make_registered, stack_pixels
+from polytask.suites.wrappers import check_action_repeat
 
 ENV_ID = "PolyTask/DMC-v0"
 
@@ -302,10 +302,7 @@ class DMCEnv(gym.Env):
 def make_wrapped(task: str, obs_type: str = "features", action_repeat: int = 2, frame_stack: int = 3,
                  img_size: int = 84, camera_id: int | str | None = None, render_size: int = 256) -> gym.Env:
     """:class:`DMCEnv` with (pixels only) frame stacking; gym entry point."""
-    env: gym.Env = DMCEnv(task, obs_type, img_size, camera_id, render_size, action_repeat)
-    if obs_type == "pixels" and frame_stack > 1:
-        env = FrameStack(env, frame_stack)
-    return env
+    return stack_pixels(DMCEnv(task, obs_type, img_size, camera_id, render_size, action_repeat), obs_type, frame_stack)
 
 
 gym.register(ENV_ID, entry_point="polytask.suites.dmc:make_wrapped", disable_env_checker=True)
@@ -314,7 +311,4 @@ gym.register(ENV_ID, entry_point="polytask.suites.dmc:make_wrapped", disable_env
 def make(task: str, obs_type: str = "features", seed: int | None = None, **options: Any) -> gym.Env:
     """Make a DMC env through ``gym.make`` so that its spec (and Minari datasets) record every
     option. ``options`` are those of :func:`make_wrapped` (the ``suite.env`` config)."""
-    env = gym.make(ENV_ID, task=task, obs_type=obs_type, **options)
-    if seed is not None:
-        env.action_space.seed(seed)
-    return env
+    return make_registered(ENV_ID, task, obs_type, seed, **options)
