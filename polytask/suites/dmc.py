@@ -32,7 +32,7 @@ import numpy as np
 
 from polytask.errors import PolyTaskError
 from polytask.suites import check_task, make_registered, stack_pixels
-from polytask.suites.wrappers import check_action_repeat
+from polytask.suites.base import MujocoDictEnv
 
 ENV_ID = "PolyTask/DMC-v0"
 
@@ -163,7 +163,7 @@ def _patch_quadruped_sensor_names(physics) -> None:
     physics._get_sensor_names = get_sensor_names
 
 
-class DMCEnv(gym.Env):
+class DMCEnv(MujocoDictEnv):
     """One DMC task as a Gymnasium env with dict observations (no frame stacking).
 
     Args:
@@ -184,14 +184,9 @@ class DMCEnv(gym.Env):
         UnknownTaskError: for a task name the suite does not have (the message lists them).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
-
     def __init__(self, task: str, obs_type: str = "features", img_size: int = 84,
                  camera_id: int | str | None = None, render_size: int = 256, action_repeat: int = 1):
         check_task(task, _tasks(), "dmc")
-        self.action_repeat = check_action_repeat(action_repeat)
-        if obs_type not in ("features", "pixels"):
-            raise ValueError(f"obs_type must be 'features' or 'pixels', got {obs_type!r}")
         import mujoco
 
         env = _load(task)
@@ -204,29 +199,19 @@ class DMCEnv(gym.Env):
                 raise ValueError(f"{task} has no camera named {camera_id!r}")
         elif not -1 <= camera_id < model.ncam:
             raise ValueError(f"camera_id must be in -1..{model.ncam - 1} for {task}, got {camera_id}")
-        model.vis.quality.offsamples = 0  # no multisampling: ~2x faster software rendering
-        self.task, self.obs_type, self.camera_id = task, obs_type, camera_id
-        self.img_size, self.render_size = img_size, render_size
-        self._env = env
-        self._renderers: dict[int, Any] = {}
+        self.task, self.camera_id, self._env = task, camera_id, env
         self._done = True  # an episode must start with reset()
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / env.control_timestep()))}
-
-        dim = sum(int(np.prod(s.shape)) for s in env.observation_spec().values())
-        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)}
-        if obs_type == "pixels":
-            spaces["pixels"] = gym.spaces.Box(0, 255, (3, img_size, img_size), np.uint8)
-        self.observation_space = gym.spaces.Dict(spaces)
         spec = env.action_spec()
-        low, high = np.broadcast_to(spec.minimum, spec.shape), np.broadcast_to(spec.maximum, spec.shape)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        dim = sum(int(np.prod(s.shape)) for s in env.observation_spec().values())
+        self._setup(obs_type, dim, int(np.prod(spec.shape)), img_size, render_size, action_repeat, model)
         # Specs other than [-1, 1] (quadruped) are reached by a linear map; effectively unbounded
         # ones (LQR's +-1e10) take the [-1, 1] action unchanged.
+        low, high = np.broadcast_to(spec.minimum, spec.shape), np.broadcast_to(spec.maximum, spec.shape)
         bounded = np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(np.abs([low, high]) < 1e6)
         self._scale = None
         if bounded and not (np.all(low == -1.0) and np.all(high == 1.0)):
             self._scale = (low.astype(np.float64), high.astype(np.float64))
-        self.render_mode = "rgb_array"
 
     @property
     def physics(self):
@@ -234,32 +219,11 @@ class DMCEnv(gym.Env):
         return self._env.physics
 
     # -- rendering -----------------------------------------------------------------------------
-    def _frame(self, size: int) -> np.ndarray:
-        """RGB frame uint8 (size, size, 3) from ``self.camera_id``, upright, shadows/reflections off."""
-        import mujoco
-
-        if size not in self._renderers:
-            model = self._env.physics.model.ptr
-            model.vis.global_.offwidth = max(model.vis.global_.offwidth, size)
-            model.vis.global_.offheight = max(model.vis.global_.offheight, size)
-            r = mujoco.Renderer(model, size, size)
-            r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            self._renderers[size] = r
-        r = self._renderers[size]
-        r.update_scene(self._env.physics.data.ptr, camera=self.camera_id)
-        return r.render()
-
-    def render(self) -> np.ndarray:
-        """Frame for videos: uint8 (render_size, render_size, 3)."""
-        return self._frame(self.render_size)
+    def _scene(self):
+        return self._env.physics.model.ptr, self._env.physics.data.ptr, self.camera_id
 
     def _obs(self, observation) -> dict[str, np.ndarray]:
-        state = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in observation.values()])
-        obs = {"state": state}
-        if self.obs_type == "pixels":
-            obs["pixels"] = self._frame(self.img_size).transpose(2, 0, 1).copy()
-        return obs
+        return super()._obs(np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in observation.values()]))
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -293,9 +257,7 @@ class DMCEnv(gym.Env):
             bool(last and not terminated), info
 
     def close(self):
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
+        self._close_renderers()
         self._env.close()
 
 

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from polytask.suites import check_task, make_registered, stack_pixels
-from polytask.suites.wrappers import check_action_repeat
+from polytask.suites.base import MujocoDictEnv
 
 ENV_ID = "PolyTask/MetaWorld-v0"
 
@@ -74,7 +74,7 @@ def _all_tasks() -> list[str]:
 TASKS = MT50 = _all_tasks()
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(MujocoDictEnv):
     """One Meta-World task as a Gymnasium env with dict observations (no frame stacking).
 
     Args:
@@ -91,62 +91,31 @@ class MetaWorldEnv(gym.Env):
         UnknownTaskError: for a task name Meta-World does not have (the message lists them).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
-
     def __init__(self, task: str, obs_type: str = "features", img_size: int = 84,
                  camera: str = "corner", episode_len: int = 500, render_size: int = 256, action_repeat: int = 1):
         check_task(task, TASKS, "metaworld")
-        self.action_repeat = check_action_repeat(action_repeat)
-        if obs_type not in ("features", "pixels"):
-            raise ValueError(f"obs_type must be 'features' or 'pixels', got {obs_type!r}")
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-        self.task, self.obs_type, self.camera = task, obs_type, camera
-        self.img_size, self.render_size = img_size, render_size
         env = ALL_V3_ENVIRONMENTS[f"{task}-v3"]()
         if not 0 < episode_len <= env.max_path_length:
             raise ValueError(f"episode_len must be in 1..{env.max_path_length}, got {episode_len}")
-        self.episode_len = episode_len
+        self.task, self.camera, self.episode_len = task, camera, episode_len
         # Goal visible, a fresh random variation at every reset, drawn from the env's own RNG.
         env._partially_observable = False
         env.__dict__.pop("sawyer_observation_space", None)  # cached property: recompute unmasked
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True
         env._set_task_called = True
-        env.model.vis.quality.offsamples = 0  # no multisampling: ~10x faster software rendering
         self._env = env
-        self._renderers: dict[int, Any] = {}
-
-        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)}
-        if obs_type == "pixels":
-            spaces["pixels"] = gym.spaces.Box(0, 255, (3, img_size, img_size), np.uint8)
-        self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-        self.render_mode = "rgb_array"
+        self._setup(obs_type, 39, 4, img_size, render_size, action_repeat, env.model)
 
     # -- rendering -----------------------------------------------------------------------------
-    def _frame(self, size: int) -> np.ndarray:
-        """RGB frame uint8 (size, size, 3) from ``self.camera``, upright, shadows/reflections off."""
-        import mujoco
+    def _scene(self):
+        return self._env.model, self._env.data, self.camera
 
-        if size not in self._renderers:
-            self._renderers[size] = mujoco.Renderer(self._env.model, size, size)
-        r = self._renderers[size]
-        r.update_scene(self._env.data, camera=self.camera)
-        r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    def _orient(self, frame: np.ndarray) -> np.ndarray:
         # The corner camera's image axes point down/left; a 180° turn gives the upright view.
-        return np.ascontiguousarray(r.render()[::-1, ::-1])
-
-    def render(self) -> np.ndarray:
-        """Frame for videos: uint8 (render_size, render_size, 3)."""
-        return self._frame(self.render_size)
-
-    def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        obs = {"state": state.astype(np.float32)}
-        if self.obs_type == "pixels":
-            obs["pixels"] = self._frame(self.img_size).transpose(2, 0, 1).copy()
-        return obs
+        return frame[::-1, ::-1]
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -170,9 +139,7 @@ class MetaWorldEnv(gym.Env):
         return self._obs(state), total, False, self._t >= self.episode_len, {"success": success}
 
     def close(self):
-        for r in self._renderers.values():
-            r.close()
-        self._renderers.clear()
+        self._close_renderers()
         self._env.close()
 
 
