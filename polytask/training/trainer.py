@@ -43,6 +43,9 @@ class Trainer:
         evaluator: the :class:`Evaluator` over the run's tasks.
     """
 
+    #: whether the run learns from demonstrations (their count is then part of the weights' name)
+    uses_demos = True
+
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
         self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
         self.step = 0
@@ -117,9 +120,6 @@ class Trainer:
         self.report()
         self.export_weights()
         return self.last_eval
-
-    #: whether the run learns from demonstrations (their count is then part of the weights' name)
-    uses_demos = True
 
     def export_weights(self) -> Path:
         """Write the final agent weights to :func:`weights_path` (where ``load_bc`` and snapshot
