@@ -5,9 +5,10 @@ Actor: encoder -> trunk -> MLP -> tanh mean; exploration noise N(0, σ(t)²) wit
 target; the encoder is trained through the critic loss only. Critic target (n-step, from the
 replay buffer): ``y = R + γ^m · min(Q1', Q2')(s', a')``, ``a' ~ π(s')`` with clipped noise.
 
-With ``bc_regularize`` the actor loss is ``−(1−λ)·Q(s, π(s)) + λ·α·‖μ(s_d) − a_d‖²`` on a batch of
-demonstrations (s_d, a_d); λ is the soft Q-filter (the fraction of the replay batch where the frozen
-BC policy's action has a higher Q than the current policy's) or a schedule; α is ``bc_alpha``.
+With ``bc_regularize`` the actor loss is ``−(1−λ)·Q(s, π(s)) + λ·α·BC`` where BC is the BC loss on a
+batch of demonstrations (s_d, a_d): the negative log-likelihood −log N(a_d; μ(s_d), σ_bc²) with the
+BC agent's fixed σ_bc = 0.1; λ is the soft Q-filter (the fraction of the replay batch where the
+frozen BC policy's action has a higher Q than the current policy's) or a schedule; α is ``bc_alpha``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class DrQV2Agent:
         augment, pad: random shifts for pixels.
         bc_regularize: add the ROT BC term (needs ``demo_batch`` in :meth:`update`).
         bc_weight_type: ``"qfilter"`` or ``"schedule"`` (λ from ``bc_weight_schedule``).
-        bc_alpha: α scaling the BC term.
+        bc_alpha: α scaling the BC term; ``bc_stddev``: σ_bc of its likelihood (BC's fixed std).
     """
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
@@ -51,7 +52,8 @@ class DrQV2Agent:
                  critic_target_tau: float = 0.01, stddev_schedule: str | float = "linear(1.0,0.1,250000)",
                  stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
                  bc_regularize: bool = False, bc_weight_type: str = "qfilter",
-                 bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5):
+                 bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5,
+                 bc_stddev: float = 0.1):
         if bc_weight_type not in ("qfilter", "schedule"):
             raise ValueError(f"bc_weight_type must be 'qfilter' or 'schedule', got {bc_weight_type!r}")
         self.device = torch.device(device)
@@ -60,7 +62,7 @@ class DrQV2Agent:
         self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
         self.num_expl_steps = num_expl_steps
         self.bc_regularize, self.bc_weight_type = bc_regularize, bc_weight_type
-        self.bc_weight_schedule, self.bc_alpha = bc_weight_schedule, bc_alpha
+        self.bc_weight_schedule, self.bc_alpha, self.bc_stddev = bc_weight_schedule, bc_alpha, bc_stddev
         shape = tuple(obs_shapes[self.obs_key])
         pixels = self.obs_key == "pixels"
         self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
@@ -178,7 +180,8 @@ class DrQV2Agent:
             demo_obs = self.aug(demo_batch[self.obs_key].to(self.device))
             with torch.no_grad():  # the encoder is trained by the critic only
                 h_demo = self.encoder(demo_obs)
-            bc = (self.actor(h_demo) - demo_batch["action"].to(self.device)).pow(2).sum(-1).mean()
+            dist = torch.distributions.Normal(self.actor(h_demo), self.bc_stddev)
+            bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
             loss = -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc
             metrics.update(bc_weight=lam, bc_loss=bc.item())
         self.actor_opt.zero_grad(set_to_none=True)
