@@ -31,6 +31,18 @@ def run_script(script: str, *overrides: str, timeout: int = 600) -> subprocess.C
                           timeout=timeout, env=env)
 
 
+def random_episode(env) -> tuple[int, float, bool, dict]:
+    """Run one episode of uniform random actions from ``reset(seed=0)``; returns (steps, return,
+    whether any step terminated, last info)."""
+    env.reset(seed=0)
+    steps, ret, terminated_any, truncated, info = 0, 0.0, False, False, {}
+    while not truncated:
+        _, r, terminated, truncated, info = env.step(env.action_space.sample())
+        steps, ret, terminated_any = steps + 1, ret + r, terminated_any or terminated
+        assert isinstance(r, float) and "success" in info
+    return steps, ret, terminated_any, info
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A data_dir holding 3 drawer-close feature demos made by Meta-World's scripted policy."""

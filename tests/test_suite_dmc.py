@@ -4,7 +4,7 @@ from gymnasium.utils.env_checker import check_env
 
 from polytask.suites import UnknownTaskError
 from polytask.suites.dmc import (CHEETAH_VARIANTS, TASKS, DMCEnv, TaskIdError, cheetah_variant_tasks, make)
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, random_episode
 
 
 @pytest.mark.parametrize("obs_type", ["features", "pixels"])
@@ -39,15 +39,9 @@ def test_wrapped_env_shapes_and_episode_length():
     env.close()
 
     env = make("cheetah_run", "features", seed=0)
-    env.reset(seed=0)
-    steps, truncated, ret = 0, False, 0.0
-    while not truncated:
-        obs, r, terminated, truncated, info = env.step(env.action_space.sample())
-        steps += 1
-        ret += r
-        assert not terminated and info["success"] == 0.0 and isinstance(r, float)
+    steps, ret, terminated, info = random_episode(env)
     assert steps == 500  # 1000 physics control steps with action repeat 2
-    assert 0.0 <= ret <= 1000.0
+    assert not terminated and info["success"] == 0.0 and 0.0 <= ret <= 1000.0
     env.close()
 
 
