@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from hydra.utils import instantiate
@@ -28,6 +30,23 @@ def collect_command(cfg: DictConfig, task: str, num: int) -> str:
             f"num_demos_per_task={num} data_dir={cfg.data_dir}")
 
 
+@contextlib.contextmanager
+def expert_in_env(cfg: DictConfig, task: str, hint: str) -> Iterator[tuple]:
+    """The env that records ``task`` (one frame per step) and the suite's expert acting in it;
+    the env is closed on exit.
+
+    Raises:
+        DatasetError: if the suite has no expert (the message ends with ``hint``).
+    """
+    if cfg.suite.get("expert") is None:
+        raise DatasetError(f"Suite {cfg.suite.name} has no expert; {hint}")
+    env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
+    try:
+        yield env, instantiate(cfg.suite.expert, task=task, env=env)
+    finally:
+        env.close()
+
+
 def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     """Roll out the suite's expert (``cfg.suite.expert``) on ``task`` until ``num`` episodes are kept
     and write them as a Minari dataset. Kept are successful episodes, or those whose return reaches
@@ -36,12 +55,7 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     Raises:
         DatasetError: if the suite has no expert.
     """
-    if cfg.suite.get("expert") is None:
-        raise DatasetError(f"Suite {cfg.suite.name} has no scripted expert to make demos with; "
-                           f"provide a dataset at {demo_path(cfg, task)}")
-    env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
-    try:
-        expert = instantiate(cfg.suite.expert, task=task, env=env)
+    with expert_in_env(cfg, task, f"provide a dataset at {demo_path(cfg, task)}") as (env, expert):
         min_return = cfg.suite.get("demo_min_return")
         accept = is_success if min_return is None else (lambda ep: float(ep.reward.sum()) >= min_return)
         episodes, stats = collect_episodes(env, expert.act, num, keep_failed=cfg.keep_failed_demos,
@@ -55,8 +69,6 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
                              algorithm_name=cfg.suite.expert._target_,
                              description=f"{num} {cfg.suite.name} {task} demonstrations ({cfg.obs_type})",
                              extra_metadata=meta)
-    finally:
-        env.close()
     log.info(f"Collected {num} demos of {task} in {stats.seconds:.1f}s ({stats.attempts} episodes, "
              f"{stats.episodes_per_s:.2f} episodes/s, accepted {stats.successes}/{stats.attempts}) -> {path}")
     return path
@@ -101,13 +113,9 @@ def relabel_task(cfg: DictConfig, task: str) -> Path:
     Raises:
         DatasetError: if the suite has no expert; ExpertWeightsError if a trained expert is missing.
     """
-    if cfg.suite.get("expert") is None:
-        raise DatasetError(f"Suite {cfg.suite.name} has no expert to relabel with")
-    env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
     rng = np.random.default_rng(int(cfg.seed))
     start = time.perf_counter()
-    try:
-        expert = instantiate(cfg.suite.expert, task=task, env=env)
+    with expert_in_env(cfg, task, "relabelled data needs one") as (env, expert):
         n, noise = int(cfg.relabel.episodes_per_task), float(cfg.relabel.noise)
         episodes = [relabel_rollout(env, expert.act, noise, DEMO_SEED_BASE + i, rng) for i in range(n)]
         meta = {"suite": cfg.suite.name, "task": task, "obs_type": cfg.obs_type, "expert": cfg.suite.expert._target_,
@@ -118,8 +126,6 @@ def relabel_task(cfg: DictConfig, task: str) -> Path:
                              env, algorithm_name=f"relabelled {cfg.suite.expert._target_}",
                              description=f"{task}: states visited by the expert with noise {noise}, labelled with "
                                          "its actions", extra_metadata=meta)
-    finally:
-        env.close()
     log.info(f"Relabelled {n} episodes of {task} ({meta['transitions']} states, noisy-rollout success "
              f"{meta['success_rate']:.2f}) in {time.perf_counter() - start:.1f}s -> {path}")
     return path
