@@ -10,12 +10,29 @@ import torch
 from polytask.data.demos import Episode
 
 
+def gather_stacks(frames: np.ndarray, idx: np.ndarray, first: np.ndarray, k: int, rows: int | None = None) -> np.ndarray:
+    """Frame stacks gathered by index: for every index ``idx[b]`` the frames ``idx[b]-k+1 .. idx[b]``,
+    oldest first, clipped at ``first[b]`` (the episode's first frame is repeated before it, as
+    :class:`polytask.suites.wrappers.FrameStack` does).
+
+    Args:
+        frames: uint8 (N, C, H, W) single frames.
+        idx, first: int64 (B,) frame indices and the indices the stacks may not reach before.
+        k: frames per stack.
+        rows: for a circular store, indices are taken modulo ``rows``.
+
+    Returns:
+        uint8 (B, k*C, H, W).
+    """
+    hist = np.maximum(idx[:, None] + np.arange(-k + 1, 1)[None], first[:, None])  # (B, k)
+    stacked = frames[hist % rows if rows else hist]  # (B, k, C, H, W)
+    return stacked.reshape(len(idx), -1, *frames.shape[-2:])
+
+
 def stack_frames(frames: np.ndarray, k: int) -> np.ndarray:
-    """Frame stacks of one episode: uint8 (T, C, H, W) -> (T, k*C, H, W), oldest first, the first
-    frame repeated before the start (as :class:`polytask.suites.wrappers.FrameStack`)."""
-    idx = np.maximum(np.arange(len(frames))[:, None] + np.arange(-k + 1, 1)[None], 0)
-    stacked = frames[idx]  # (T, k, C, H, W)
-    return stacked.reshape(len(frames), -1, *frames.shape[-2:])
+    """Frame stacks of one episode: uint8 (T, C, H, W) -> (T, k*C, H, W) (see :func:`gather_stacks`)."""
+    idx = np.arange(len(frames))
+    return gather_stacks(frames, idx, np.zeros_like(idx), k)
 
 
 class DemoBuffer:
@@ -58,19 +75,13 @@ class DemoBuffer:
     def __len__(self) -> int:
         return len(self.action)
 
-    def _stack_index(self, idx: np.ndarray) -> np.ndarray:
-        """(B,) transition indices -> (B, frame_stack) frame indices, clipped at episode starts."""
-        offsets = np.arange(-self.frame_stack + 1, 1)
-        return np.maximum(idx[:, None] + offsets[None, :], self._start[idx][:, None])
-
     def get(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Batch of transitions ``idx`` (int64 (B,)): ``state`` float32 (B, D), ``pixels`` uint8
         (B, 3*frame_stack, H, W), ``action`` float32 (B, A), ``task_id`` int64 (B,)."""
         batch: dict[str, Any] = {}
         for k, v in self.obs.items():
             if k == "pixels":
-                frames = v[self._stack_index(idx)]  # (B, k, 3, H, W)
-                batch[k] = frames.reshape(len(idx), -1, *frames.shape[-2:])
+                batch[k] = gather_stacks(v, idx, self._start[idx], self.frame_stack)
             else:
                 batch[k] = v[idx]
         batch["action"] = self.action[idx]

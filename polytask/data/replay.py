@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from polytask.data.buffer import gather_stacks
+
 
 class ReplayBuffer:
     """Preallocated replay buffer with n-step returns.
@@ -108,9 +110,7 @@ class ReplayBuffer:
             rows = abs_idx % self.capacity
             if key == "pixels":
                 first = np.maximum(self.ep_start[rows], oldest)
-                hist = np.maximum(abs_idx[:, None] + np.arange(-self.frame_stack + 1, 1)[None], first[:, None])
-                frames = store[hist % self.capacity]  # (B, k, 3, H, W)
-                out[key] = torch.from_numpy(frames.reshape(len(abs_idx), -1, *frames.shape[-2:]))
+                out[key] = torch.from_numpy(gather_stacks(store, abs_idx, first, self.frame_stack, self.capacity))
             else:
                 out[key] = torch.from_numpy(store[rows])
         return out
