@@ -81,15 +81,11 @@ class DrQV2Agent:
         for m in (self.encoder, self.actor, self.critic):
             m.train(training)
 
-    def _obs(self, obs: dict[str, Any]) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs[self.obs_key]) if not torch.is_tensor(obs[self.obs_key])
-                               else obs[self.obs_key], device=self.device)
-
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
         """Actions float32 (B, A) for a batch of observations: the mean in eval mode, else the mean
         plus N(0, σ(step)²) noise, or uniform random before ``num_expl_steps``."""
-        mu = self.actor(self.encoder(self._obs(obs)))
+        mu = self.actor(self.encoder(torch.as_tensor(obs[self.obs_key], device=self.device)))
         if not eval_mode:
             if step < self.num_expl_steps:
                 mu = torch.empty_like(mu).uniform_(-1.0, 1.0)

@@ -42,6 +42,11 @@ class OnlineTrainer(Trainer):
         super().__init__(cfg, run_dir, agent, evaluator)
         self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
         self.uses_demos = demos is not None or reward_fn is not None
+        # read once: the config is fixed for the run and these are used at every step
+        self._action_repeat = int(cfg.suite.env.get("action_repeat", 1))
+        self._update_after, self._update_every = int(cfg.update_after_steps), int(cfg.update_every_steps)
+        self._batch_size = int(cfg.batch_size)
+        self._obs_key = "pixels" if cfg.obs_type == "pixels" else "state"
         self.episode = 0
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None
@@ -94,9 +99,8 @@ class OnlineTrainer(Trainer):
         metrics = {"episode": float(self.episode + 1), "episode_length": float(ep["length"]),
                    "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
         if self.reward_fn is not None:
-            key = "pixels" if self.cfg.obs_type == "pixels" else "state"
             t0 = time.perf_counter()
-            rewards = self.reward_fn(np.stack([o[key] for o in ep["obs"]]))
+            rewards = self.reward_fn(np.stack([o[self._obs_key] for o in ep["obs"]]))
             self.seconds["reward"] += time.perf_counter() - t0
             self.replay.add_first(ep["obs"][0])
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
@@ -125,16 +129,16 @@ class OnlineTrainer(Trainer):
         ep["return"] += float(reward)
         ep["length"] += 1
         ep["success"] = max(ep["success"], float(info.get("success", 0.0)))
-        metrics: dict[str, float] = {"frames": float((self.step + 1) * self.cfg.suite.env.get("action_repeat", 1))}
+        metrics: dict[str, float] = {"frames": float((self.step + 1) * self._action_repeat)}
         if terminated or truncated:
             metrics.update(self._end_episode())
         else:
             self._obs = obs
-        if (self.step >= self.cfg.update_after_steps and self.step % self.cfg.update_every_steps == 0
+        if (self.step >= self._update_after and self.step % self._update_every == 0
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()
-            demo = self.demos.sample(self.cfg.batch_size) if self.demos is not None else None
-            metrics.update(self.agent.update(self.replay.sample(self.cfg.batch_size), self.step, demo))
+            demo = self.demos.sample(self._batch_size) if self.demos is not None else None
+            metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step, demo))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
