@@ -18,7 +18,7 @@ from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import Episode
 from polytask.errors import PolyTaskError
 from polytask.suites import make_env
-from polytask.training.demos import load_or_collect_demos
+from polytask.training.demos import frame_stack_of, load_or_collect_demos
 from polytask.training.evaluator import Evaluator
 from polytask.training.trainer import Trainer
 from polytask.utils import resolve_device, set_seed
@@ -47,10 +47,6 @@ def tasks_of(cfg: DictConfig) -> list[str]:
 def env_factory(cfg: DictConfig) -> Callable[[str], gym.Env]:
     """``task -> env`` for the run's suite and obs_type."""
     return partial(make_env, cfg.suite, obs_type=cfg.obs_type)
-
-
-def frame_stack_of(cfg: DictConfig) -> int:
-    return int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
 
 
 def make_agent(cfg: DictConfig, env: gym.Env, **extra):

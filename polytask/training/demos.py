@@ -20,6 +20,11 @@ from polytask.suites import make_env
 log = logging.getLogger("polytask")
 
 
+def frame_stack_of(cfg: DictConfig) -> int:
+    """Frames per pixel observation of the run (1 for state features)."""
+    return int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
+
+
 def demo_path(cfg: DictConfig, task: str) -> Path:
     return dataset_path(cfg.data_dir, dataset_id(cfg.suite.name, task, cfg.obs_type))
 
@@ -96,8 +101,7 @@ def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
                  f"{cfg.suite.name} expert first")
         collect_task_demos(cfg, task, num)
         episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
-    frame_stack = int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1
-    check_compatible(episodes, env.observation_space, env.action_space, frame_stack, str(path))
+    check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
     return episodes
 
 
@@ -140,6 +144,5 @@ def load_or_relabel(cfg: DictConfig, task: str, env) -> list[Episode]:
     episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces),
                              make_cmd=f"python relabel.py suite={cfg.suite.name} 'suite.task=[{task}]' "
                                       f"obs_type={cfg.obs_type}")
-    check_compatible(episodes, env.observation_space, env.action_space,
-                     int(cfg.suite.env.get("frame_stack", 1)) if cfg.obs_type == "pixels" else 1, str(path))
+    check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
     return episodes
