@@ -16,7 +16,10 @@ log = logging.getLogger("polytask")
 EVAL_SEED_BASE = 1_000_000
 
 #: ``policy(obs_batch) -> actions``: obs dict of arrays (B, ...) holding also ``task_id`` int64 (B,),
-#: the index of the task in the evaluator's list; returns float32 (B, A).
+#: the index of the task in the evaluator's list, ``env_index`` int64 (B,), the env slot (0 ..
+#: num_envs − 1) each row comes from, and ``is_first`` bool (B,), true on an episode's first step;
+#: returns float32 (B, A). Policies with memory (observation history, action chunks) keep it per
+#: ``env_index`` and clear it where ``is_first``.
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
@@ -53,6 +56,7 @@ class Evaluator:
                 n = min(self.num_envs, self.num_episodes - first)
                 obs = [envs[i].reset(seed=self.seed_base + first + i)[0] for i in range(n)]
                 active = list(range(n))
+                is_first = np.ones(n, bool)
                 ret, succ, length = np.zeros(n), np.zeros(n), np.zeros(n, int)
                 record = video_path is not None and first == 0
                 if record:
@@ -60,7 +64,10 @@ class Evaluator:
                 while active:
                     batch = _stack_obs([obs[i] for i in active])
                     batch["task_id"] = np.full(len(active), task_id, np.int64)
+                    batch["env_index"] = np.asarray(active, np.int64)
+                    batch["is_first"] = is_first[active]
                     actions = policy(batch)
+                    is_first[:] = False
                     still = []
                     for a, i in zip(actions, active):
                         obs[i], r, terminated, truncated, info = envs[i].step(a)

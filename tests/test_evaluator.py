@@ -1,0 +1,41 @@
+"""The evaluator's batched episodes: per-slot episode starts for policies with memory."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from polytask.training.evaluator import Evaluator
+
+
+class CountdownEnv(gym.Env):
+    """Episodes of ``3 + seed % 3`` steps; the obs is the steps left."""
+
+    observation_space = gym.spaces.Dict({"state": gym.spaces.Box(0, 10, (1,), np.float32)})
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        self.left = 3 + (seed or 0) % 3
+        return {"state": np.array([self.left], np.float32)}, {}
+
+    def step(self, action):
+        self.left -= 1
+        return {"state": np.array([self.left], np.float32)}, 1.0, self.left == 0, False, {"success": 0.0}
+
+
+def test_policy_sees_env_slots_and_episode_starts():
+    calls = []
+
+    def policy(obs):
+        calls.append({k: obs[k].copy() for k in ("env_index", "is_first", "state")})
+        return np.zeros((len(obs["state"]), 1), np.float32)
+
+    m = Evaluator(lambda task: CountdownEnv(), ["count"], num_episodes=5, num_envs=3, seed_base=0).run(policy)
+    # episodes of 3, 4, 5 steps (seeds 0..2), then 3, 4 steps (seeds 3, 4)
+    assert m["length"] == np.mean([3, 4, 5, 3, 4])
+    starts = [c for c in calls if c["is_first"].any()]
+    assert len(starts) == 2 and all(c["is_first"].all() for c in starts)
+    assert starts[0]["env_index"].tolist() == [0, 1, 2] and starts[1]["env_index"].tolist() == [0, 1]
+    # slots drop out as their episodes end; a slot's state counts down on consecutive calls
+    assert [c["env_index"].tolist() for c in calls[:5]] == [[0, 1, 2]] * 3 + [[1, 2], [2]]
+    assert [float(c["state"][-1, 0]) for c in calls[:5]] == [5, 4, 3, 2, 1]
