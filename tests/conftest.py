@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -29,6 +30,26 @@ def run_script(script: str, *overrides: str, timeout: int = 600) -> subprocess.C
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, script, *overrides], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def torch_round_trip(obj):
+    """``obj`` written with ``torch.save`` and read back, as checkpoints go (optimiser states and
+    tensors are copied, not shared)."""
+    import torch
+
+    f = io.BytesIO()
+    torch.save(obj, f)
+    f.seek(0)
+    return torch.load(f, weights_only=False)
+
+
+def online_run_args(run_dir: Path, data_dir: Path, agent: str, task: str) -> list[str]:
+    """Overrides of a tiny online run (``agent`` from the env reward on Meta-World ``task``, features,
+    small nets and batches, checkpoints every 100 steps); add ``num_train_steps`` and the like."""
+    return [f"hydra.run.dir={run_dir}", f"data_dir={data_dir}", f"agent={agent}", "irl=false",
+            f"suite/metaworld_task={task}", "update_after_steps=100", "agent.num_expl_steps=100",
+            "log_every_steps=50", "save_every_steps=100", "eval.num_episodes=2", "eval.video=off",
+            "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32", "device=cpu"]
 
 
 def random_episode(env) -> tuple[int, float, bool, dict]:

@@ -11,7 +11,7 @@ from polytask.agents.drqv2 import DrQV2Agent
 from polytask.data.replay import ReplayBuffer
 from polytask.training.checkpoint import load_checkpoint
 from polytask.utils import schedule
-from tests.conftest import run_script
+from tests.conftest import online_run_args, run_script
 
 
 def _batch(obs_type, n=64):
@@ -78,10 +78,7 @@ def test_bc_regularisation_pulls_actor_to_demos():
 
 def test_online_run_end_to_end_with_resume(tmp_path):
     run = tmp_path / "run"
-    common = [f"hydra.run.dir={run}", f"data_dir={tmp_path}", "agent=drqv2", "irl=false", "suite/metaworld_task=drawer-close",
-              "update_after_steps=100", "agent.num_expl_steps=100", "log_every_steps=50", "save_every_steps=100",
-              "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32",
-              "device=cpu"]
+    common = online_run_args(run, tmp_path, "drqv2", "drawer-close")
     p = run_script("train.py", *common, "num_train_steps=300", "eval_every_steps=300")
     assert p.returncode == 0, p.stderr[-3000:]
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
+from polytask.agents.qlearning import td_target, update_twin_critic
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, soft_update
 from polytask.utils import schedule
 
@@ -147,14 +148,8 @@ class DrQV2Agent:
     def _update_critic(self, h, action, reward, discount, h_next, std) -> dict[str, float]:
         with torch.no_grad():
             next_action = clipped_noise_sample(self.actor(h_next), std, self.stddev_clip)
-            tq1, tq2 = self.critic_target(h_next, next_action)
-            target = reward + discount * torch.min(tq1, tq2)
-        q1, q2 = self.critic(h, action)
-        loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        return {"critic_loss": loss.item(), "q": q1.mean().item(), "target_q": target.mean().item()}
+        target = td_target(self.critic_target, h_next, next_action, reward, discount)
+        return update_twin_critic(self.critic, self.critic_opt, h, action, target)
 
     def _update_actor(self, obs, h, std, step, demo_batch) -> dict[str, float]:
         action = clipped_noise_sample(self.actor(h), std, self.stddev_clip)

@@ -1,9 +1,13 @@
-"""MLPs and the deterministic-mean actor used by BC (and, later, DrQ-v2)."""
+"""MLPs, the deterministic-mean actor of BC and DrQ-v2, SAC's tanh-squashed Gaussian actor, and the
+twin critic they share."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, hidden_depth: int) -> nn.Sequential:
@@ -52,6 +56,50 @@ class Actor(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.policy(self.trunk(h)))
+
+
+class GaussianActor(nn.Module):
+    """Tanh-squashed Gaussian policy of SAC (Haarnoja et al. 2018, Appendix C "Enforcing Action
+    Bounds"): u ~ N(μ(h), σ(h)²), action a = tanh(u), with
+
+        log π(a|h) = log N(u; μ, σ²) − Σ_i log(1 − tanh²(u_i)),
+
+    the correction computed as ``2·(log 2 − u − softplus(−2u))`` (exact, stable for large |u|).
+    log σ is squashed into ``log_std_bounds`` by a tanh (as in Yarats & Kostrikov's pytorch_sac).
+
+    Trunk as in :class:`Actor` (pixels: Linear + LayerNorm + Tanh; features: identity), then one
+    MLP with 2·A outputs (μ, log σ).
+
+    Input: h float32 (B, repr_dim). :meth:`sample` gives (action float32 (B, A) in (−1, 1),
+    log π float32 (B, 1)); :meth:`mean` gives tanh(μ) float32 (B, A).
+    """
+
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, hidden_depth: int,
+                 use_trunk: bool, log_std_bounds: tuple[float, float] = (-5.0, 2.0)):
+        super().__init__()
+        self.trunk, in_dim = make_trunk(repr_dim, feature_dim, use_trunk)
+        self.policy = mlp(in_dim, hidden_dim, 2 * action_dim, hidden_depth)
+        self.log_std_min, self.log_std_max = (float(b) for b in log_std_bounds)
+        self.apply(orthogonal_init)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ), each float32 (B, A), log σ within ``log_std_bounds``."""
+        mu, log_std = self.policy(self.trunk(h)).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1.0)
+        return mu, log_std
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        """The deterministic (evaluation) action tanh(μ(h)), float32 (B, A)."""
+        return torch.tanh(self(h)[0])
+
+    def sample(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample a = tanh(μ + σ·ε) and its log-likelihood log π(a|h) (B, 1)."""
+        mu, log_std = self(h)
+        eps = torch.randn_like(mu)
+        u = mu + log_std.exp() * eps
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1, keepdim=True)
+        return torch.tanh(u), log_prob
 
 
 class Critic(nn.Module):

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Callable
 
 import gymnasium as gym
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import Episode
-from polytask.errors import PolyTaskError
+from polytask.errors import ConfigError
 from polytask.suites import make_env
 from polytask.training.demos import frame_stack_of, load_or_collect_demos
 from polytask.training.evaluator import Evaluator
@@ -24,10 +25,6 @@ from polytask.training.trainer import Trainer
 from polytask.utils import resolve_device, set_seed
 
 log = logging.getLogger("polytask")
-
-
-class ConfigError(PolyTaskError, ValueError):
-    """A config value that cannot work; the message says which and why."""
 
 
 def run_dir_for(cfg: DictConfig) -> Path:
@@ -102,6 +99,79 @@ def load_bc_weights(cfg: DictConfig) -> dict:
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
     log.info(f"Starting from BC weights {path}")
     return saved["agent"]
+
+
+def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cpu", how_to_make: str = ""):
+    """A frozen policy from a weights file exported by a finished run (:meth:`Trainer.export_weights`:
+    ``{"agent": state_dict, "agent_name", "config": resolved run config, ...}``), rebuilt from the
+    file's own ``config.agent`` for ``env``'s observation and action spaces.
+
+    The agent is returned in eval mode with every network's ``requires_grad`` off; call its
+    ``act(obs, eval_mode=True)`` with obs arrays (B, ...) (plus ``env_index``/``is_first`` for
+    policies with memory). An agent whose config names a ``base_policy`` (a residual policy) gets
+    that base loaded the same way.
+
+    Args:
+        path: the weights file, e.g. ``data/weights/bc/metaworld/reach-features-d10-seed1.pt``.
+        env: an env of the task it will act in.
+        device: torch device for the networks.
+        how_to_make: the command that trains the missing weights, for the error message.
+
+    Raises:
+        ConfigError: if the file is missing (with ``how_to_make`` or a BC example), unreadable, or its
+            agent does not fit ``env`` (other obs_type or action size).
+    """
+    from polytask.agents.frozen import freeze
+    from polytask.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        how = how_to_make or ("python train.py agent=bc suite=<suite> obs_type=<obs_type> 'suite.task=[<task>]' "
+                              "(its weights go to <data_dir>/weights/bc/<suite>/...)")
+        raise ConfigError(f"No policy weights at {path}. Train the policy first:\n  {how}")
+    try:
+        saved = load_checkpoint(path, map_location=device)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from e
+    if "config" not in saved or "agent" not in saved:
+        raise ConfigError(f"{path} is not a weights file exported by train.py (it lacks 'config' or 'agent')")
+    run_cfg = saved["config"]
+    options = {k: v for k, v in run_cfg["agent"].items() if k not in ("name", "trainer")}
+    extra = {}
+    if run_cfg.get("base_policy"):  # a residual policy: its frozen base first
+        extra["base_policy"] = load_policy(run_cfg["base_policy"], env, device)
+    obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
+    name = saved.get("agent_name", run_cfg["agent"].get("name", "?"))
+    try:
+        agent = instantiate(options, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
+                            obs_type=run_cfg["obs_type"], device=torch.device(device), **extra)
+        agent.load_state_dict(saved["agent"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise ConfigError(f"The {name} policy in {path} (obs_type={run_cfg['obs_type']}) does not fit this env "
+                          f"(observations {obs_shapes}, {env.action_space.shape[0]} actions): {e}") from e
+    log.info(f"Loaded a frozen {name} policy from {path} (trained on {run_cfg['suite']['name']} "
+             f"{list(run_cfg['suite']['task'])}, step {saved.get('step', '?')})")
+    return freeze(agent)
+
+
+def load_base_policy(cfg: DictConfig, env: gym.Env):
+    """The frozen base policy of a run that decorates one (``cfg.base_policy``, agent=residual).
+
+    Raises:
+        ConfigError: if ``base_policy`` is not set or its file is missing (both messages give the BC
+            command for the run's suite, task, obs_type and seed, and where its weights go).
+    """
+    from polytask.training.checkpoint import weights_path
+
+    tasks = ",".join(tasks_of(cfg))
+    bc_path = weights_path(cfg, True, agent="bc")
+    train_bc = (f"python train.py agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} 'suite.task=[{tasks}]' "
+                f"num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} data_dir={cfg.data_dir}\n"
+                f"then pass base_policy={bc_path} (any exported weights file works, e.g. data/weights/diffusion/...)")
+    if not cfg.get("base_policy"):
+        raise ConfigError(f"agent={cfg.agent.name} decorates a frozen base policy: add base_policy=<weights file>. "
+                          f"For a BC base, train one first:\n  {train_bc}")
+    return load_policy(cfg.base_policy, env, resolve_device(cfg.device), how_to_make=train_bc)
 
 
 def make_ot_rewarder(cfg: DictConfig, agent, demos: list[Episode]):

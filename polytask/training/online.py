@@ -1,8 +1,10 @@
-"""Online trainer (DrQ-v2, ROT): one environment step per training step, updates from a replay
-buffer, optional rewards computed at episode end (e.g. optimal transport to the demos)."""
+"""Online trainer (DrQ-v2, ROT, SAC, Policy Decorator): one environment step per training step,
+updates from a replay buffer, optional rewards computed at episode end (e.g. optimal transport to
+the demos) or the env's success indicator as a sparse reward."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from polytask.training.trainer import Trainer
 #: (disjoint from the demonstration and evaluation seeds).
 TRAIN_SEED_BASE = 2_000_000
 
+log = logging.getLogger("polytask")
 
 
 class OnlineTrainer(Trainer):
@@ -35,6 +38,21 @@ class OnlineTrainer(Trainer):
 
     A resumed run starts a new episode: the env's mid-episode state is not restored (the steps of
     the interrupted episode stay in the replay buffer).
+
+    Agent hooks (all optional, so any agent with ``act``/``update`` works):
+
+    - ``act(obs, eval_mode=False, step)`` gets, besides the env's keys (1, ...), ``task_id``,
+      ``env_index`` (both 0, int64 (1,)) and ``is_first`` bool (1,) (true on an episode's first
+      step), as the evaluator passes them, so policies with memory can act here too.
+    - ``observe(obs) -> {key: (1, ...)}``: extras computed once for every arriving observation (the
+      reset one and the last one of an episode included, same extra keys as ``act``) and stored with
+      it as observation keys whose shapes the agent lists in ``extra_obs_shapes`` (the residual
+      agent's base actions).
+    - ``check_frozen()``: called before the final weights are exported; raises if frozen weights
+      changed.
+
+    With ``cfg.sparse_reward`` the reward stored and learnt from is the env's ``info["success"]``
+    (0/1) instead of its shaped reward; ``episode_return`` stays the env's return.
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer,
@@ -47,6 +65,9 @@ class OnlineTrainer(Trainer):
         self._update_after, self._update_every = int(cfg.update_after_steps), int(cfg.update_every_steps)
         self._batch_size = int(cfg.batch_size)
         self._obs_key = "pixels" if cfg.obs_type == "pixels" else "state"
+        self._sparse_reward = bool(cfg.get("sparse_reward", False))
+        if self._sparse_reward and reward_fn is not None:
+            raise ValueError("sparse_reward=true and a reward_fn (irl=true) exclude each other")
         self.episode = 0
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None
@@ -54,43 +75,73 @@ class OnlineTrainer(Trainer):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OnlineTrainer":
-        """The env of the run's single task, the agent, a replay buffer and the evaluator.
+        """The env of the run's single task, the agent (with its frozen base policy when the config
+        names ``base_policy``), a replay buffer (with the agent's ``extra_obs_shapes``) and the
+        evaluator.
 
         Raises:
-            ConfigError: if the run names more than one task.
+            ConfigError: if the run names more than one task, asks for OT rewards without their
+                config, or names no or a missing ``base_policy`` (agent=residual).
         """
-        from polytask.training.build import ConfigError, env_factory, frame_stack_of, load_bc_weights, \
-            load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
+        from polytask.training.build import ConfigError, env_factory, frame_stack_of, load_base_policy, \
+            load_bc_weights, load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
 
         tasks = tasks_of(cfg)
         if len(tasks) != 1:
             raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
                               "e.g. with -m suite.task=[a],[b]")
-        if cfg.bc_regularize and cfg.agent.get("bc_weight_type") == "qfilter" and not cfg.load_bc:
+        # DrQ-v2's options (cfgs/agent/drqv2.yaml); other agents' configs may leave them out
+        irl, load_bc, bc_regularize = (bool(cfg.get(k, False)) for k in ("irl", "load_bc", "bc_regularize"))
+        if bc_regularize and cfg.agent.get("bc_weight_type") == "qfilter" and not load_bc:
             raise ConfigError("bc_regularize=true with the soft Q-filter needs the BC policy: add load_bc=true "
                               "(or set agent.bc_weight_type=schedule)")
+        if irl and ("ot" not in cfg or cfg.get("sparse_reward", False)):
+            raise ConfigError(f"irl=true (optimal-transport rewards) is not set up for agent={cfg.agent.name}"
+                              f"{' with sparse_reward=true' if 'ot' in cfg else ''}: use irl=false")
         env = env_factory(cfg)(tasks[0])
         env.action_space.seed(int(cfg.seed))
-        agent = make_agent(cfg, env)
-        if cfg.load_bc:
+        extra = {"base_policy": load_base_policy(cfg, env)} if "base_policy" in cfg else {}  # agent=residual
+        agent = make_agent(cfg, env, **extra)
+        if load_bc:
             agent.load_bc(load_bc_weights(cfg))
         demo_buffer, reward_fn = None, None
-        if cfg.irl or cfg.bc_regularize:
+        if irl or bc_regularize:
             demo_buffer, demos = load_demo_buffer(cfg)
-            if cfg.irl:
+            if irl:
                 reward_fn = make_ot_rewarder(cfg, agent, demos[0])
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
+        obs_shapes.update(getattr(agent, "extra_obs_shapes", {}))
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
                               seed=int(cfg.seed))
         return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay,
-                   demo_buffer if cfg.bc_regularize else None, reward_fn)
+                   demo_buffer if bc_regularize else None, reward_fn)
+
+    @staticmethod
+    def _batch(obs: dict[str, np.ndarray], is_first: bool) -> dict[str, np.ndarray]:
+        """One observation as a batch of 1, with the ``task_id``/``env_index``/``is_first`` keys the
+        evaluator passes too."""
+        batch = {k: v[None] for k, v in obs.items()}
+        batch["task_id"], batch["env_index"] = np.zeros(1, np.int64), np.zeros(1, np.int64)
+        batch["is_first"] = np.array([is_first])
+        return batch
+
+    def _observe(self, obs: dict[str, np.ndarray], is_first: bool) -> dict[str, np.ndarray]:
+        """``obs`` with the agent's per-observation extras (``observe`` hook), if it has any."""
+        hook = getattr(self.agent, "observe", None)
+        if hook is None:
+            return obs
+        t0 = time.perf_counter()
+        extras = hook(self._batch(obs, is_first))
+        self.seconds["act"] += time.perf_counter() - t0
+        return {**obs, **{k: np.asarray(v)[0] for k, v in extras.items()}}
 
     def _start_episode(self) -> None:
         obs, _ = self.env.reset(seed=TRAIN_SEED_BASE + 100_000 * int(self.cfg.seed) + self.episode)
+        obs = self._observe(obs, is_first=True)
         self._obs = obs
         # with a reward_fn the episode is stored at its end, with its computed rewards
-        self._ep = {"return": 0.0, "length": 0, "success": 0.0, "obs": [obs], "steps": []}
+        self._ep = {"return": 0.0, "reward": 0.0, "length": 0, "success": 0.0, "obs": [obs], "steps": []}
         if self.reward_fn is None:
             self.replay.add_first(obs)
 
@@ -106,6 +157,8 @@ class OnlineTrainer(Trainer):
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
                 self.replay.add(action, rewards[t], ep["obs"][t + 1], terminated, truncated)
             metrics["episode_reward"] = float(rewards.sum())  # the reward the agent learns from
+        elif self._sparse_reward:
+            metrics["episode_reward"] = ep["reward"]
         self.episode += 1
         self._obs = None
         return metrics
@@ -114,19 +167,22 @@ class OnlineTrainer(Trainer):
         if self._obs is None:
             self._start_episode()
         t0 = time.perf_counter()
-        batch_obs = {k: v[None] for k, v in self._obs.items()}
-        action = self.agent.act(batch_obs, eval_mode=False, step=self.step)[0]
+        ep = self._ep
+        action = self.agent.act(self._batch(self._obs, ep["length"] == 0), eval_mode=False, step=self.step)[0]
         t1 = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.seconds["act"] += t1 - t0
         self.seconds["env"] += time.perf_counter() - t1
-        ep = self._ep
+        obs = self._observe(obs, is_first=False)
+        ep["return"] += float(reward)  # the env's own return
+        if self._sparse_reward:
+            reward = float(info.get("success", 0.0))
+            ep["reward"] += reward
         if self.reward_fn is None:
             self.replay.add(action, reward, obs, terminated, truncated)
         else:
             ep["obs"].append(obs)
             ep["steps"].append((action, terminated, truncated))
-        ep["return"] += float(reward)
         ep["length"] += 1
         ep["success"] = max(ep["success"], float(info.get("success", 0.0)))
         metrics: dict[str, float] = {"frames": float((self.step + 1) * self._action_repeat)}
@@ -142,6 +198,15 @@ class OnlineTrainer(Trainer):
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
+
+    def export_weights(self) -> Path:
+        """Check frozen weights (agents with ``check_frozen``, e.g. the residual agent's base) before
+        exporting the final weights."""
+        check = getattr(self.agent, "check_frozen", None)
+        if check is not None:
+            check()
+            log.info("Frozen base policy weights unchanged (fingerprint checked)")
+        return super().export_weights()
 
     def extra_state(self) -> dict[str, Any]:
         state = {"replay": self.replay.state_dict(), "episode": self.episode}

@@ -1,0 +1,56 @@
+"""The twin-Q learning step shared by the actor-critic agents (DrQ-v2, SAC, residual SAC).
+
+Clipped double-Q (Fujimoto et al. 2018) with an n-step target from the replay buffer:
+
+    y = R + γ^m · (min(Q1', Q2')(s', a') − b),     L = (Q1(s, a) − y)² + (Q2(s, a) − y)²
+
+where (R, γ^m) are the buffer's ``reward`` and ``discount`` (γ^m, or 0 after termination), a' is the
+agent's next action (DrQ-v2: clipped-noise sample; SAC: a' ~ π(·|s')) and b an optional bonus term
+(SAC's α·log π(a'|s'), Haarnoja et al. 2018, Eq. 3 and 5). The targets are Polyak averages of the
+critic (:func:`polytask.nets.mlp.soft_update`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def td_target(critic_target: nn.Module, h_next: torch.Tensor, next_action: torch.Tensor, reward: torch.Tensor,
+              discount: torch.Tensor, next_bonus: torch.Tensor | None = None) -> torch.Tensor:
+    """``R + γ^m · (min(Q1', Q2')(h', a') − bonus)``.
+
+    Args:
+        critic_target: twin critic ``(h, a) -> (q1, q2)``, each (B, 1).
+        h_next: float32 (B, ...) next representations; next_action float32 (B, A).
+        reward, discount: float32 (B, 1).
+        next_bonus: float32 (B, 1) subtracted from the target Q (SAC: α·log π(a'|s')), or None.
+
+    Returns:
+        float32 (B, 1), without gradient.
+    """
+    q_next = torch.min(*critic_target(h_next, next_action))
+    if next_bonus is not None:
+        q_next = q_next - next_bonus
+    return reward + discount * q_next
+
+
+def update_twin_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, h: torch.Tensor, action: torch.Tensor,
+                       target: torch.Tensor) -> dict[str, float]:
+    """One optimiser step on ``(Q1(h, a) − y)² + (Q2(h, a) − y)²`` (batch means).
+
+    Args:
+        critic: twin critic; optimizer: the optimiser over its (and, e.g., an encoder's) parameters.
+        h: float32 (B, ...) representations (may carry an encoder's graph); action float32 (B, A).
+        target: float32 (B, 1) from :func:`td_target`.
+
+    Returns:
+        ``critic_loss``, ``q`` (mean Q1) and ``target_q`` (mean target).
+    """
+    q1, q2 = critic(h, action)
+    loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"critic_loss": loss.item(), "q": q1.mean().item(), "target_q": target.mean().item()}

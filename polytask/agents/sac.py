@@ -1,0 +1,158 @@
+"""Soft Actor-Critic with automatic entropy tuning (Haarnoja et al. 2018, "Soft Actor-Critic
+Algorithms and Applications", Algorithm 1), on state features.
+
+- Actor: tanh-squashed Gaussian π(a|s) (:class:`polytask.nets.mlp.GaussianActor`), loss
+  ``E[α·log π(a|s) − min(Q1, Q2)(s, a)]``, a ~ π reparameterised (Eq. 7 and 11).
+- Critics: twin Q with Polyak targets (τ 0.005), target
+  ``y = R + γ^m·(min(Q1', Q2')(s', a') − α·log π(a'|s'))``, a' ~ π(·|s') (Eq. 3 and 5), R and γ^m
+  the replay buffer's n-step sums (1-step by default, ``nstep`` in the config).
+- Temperature: ``J(α) = E[−α·(log π(a|s) + H̄)]`` with target entropy H̄ = −|A| (Eq. 18), optimised
+  through log α.
+- Exploration: a ~ π(·|s) while training, uniform random actions for the first ``num_expl_steps``;
+  evaluation acts with tanh(μ(s)).
+
+Subclasses (the residual agent) change what is executed from the squashed policy output through
+:meth:`SACAgent.execute`; the critic always scores the executed action.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from polytask.agents.qlearning import td_target, update_twin_critic
+from polytask.errors import ConfigError
+from polytask.nets.mlp import Critic, GaussianActor, soft_update
+
+
+class SACAgent:
+    """SAC on the ``state`` observation (features only).
+
+    Args:
+        obs_shapes: per observation key its shape; ``obs_shapes["state"]`` is (D,).
+        action_dim: A; actions in [-1, 1].
+        obs_type: must be ``"features"``.
+        device: torch device.
+        lr: Adam learning rate of actor, critics and temperature (3e-4).
+        hidden_dim, hidden_depth: MLP sizes of actor and critics (256, 2 hidden layers).
+        critic_target_tau: Polyak rate τ (0.005).
+        init_temperature: initial α (1.0).
+        target_entropy: H̄; None gives −A.
+        num_expl_steps: uniform random actions before this many agent steps.
+        log_std_bounds: range of the actor's log σ.
+
+    Raises:
+        ConfigError: for ``obs_type`` other than ``features``.
+    """
+
+    def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
+                 device: torch.device | str = "cpu", lr: float = 3e-4, hidden_dim: int = 256, hidden_depth: int = 2,
+                 critic_target_tau: float = 0.005, init_temperature: float = 1.0, target_entropy: float | None = None,
+                 num_expl_steps: int = 5000, log_std_bounds: tuple[float, float] = (-5.0, 2.0)):
+        if obs_type != "features":
+            raise ConfigError(f"{type(self).__name__} acts on state features, got obs_type={obs_type}: use "
+                              "obs_type=features (for pixels use agent=drqv2)")
+        self.device = torch.device(device)
+        self.obs_key = "state"
+        self.action_dim = action_dim
+        self.tau, self.num_expl_steps = critic_target_tau, num_expl_steps
+        self.target_entropy = -float(action_dim) if target_entropy is None else float(target_entropy)
+        dim = int(obs_shapes[self.obs_key][0])
+        self.actor = GaussianActor(dim, action_dim, hidden_dim, hidden_dim, hidden_depth, False,
+                                   tuple(log_std_bounds)).to(self.device)
+        self.critic = Critic(dim, action_dim, hidden_dim, hidden_dim, hidden_depth, False).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(init_temperature), device=self.device, requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
+        self.train(True)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The temperature α = exp(log α), a scalar tensor (with gradient to log α)."""
+        return self.log_alpha.exp()
+
+    def train(self, training: bool = True) -> None:
+        self.actor.train(training)
+        self.critic.train(training)
+
+    # -- acting ---------------------------------------------------------------------------------
+    def execute(self, obs: dict[str, Any], squashed: torch.Tensor) -> torch.Tensor:
+        """The executed action for the policy's squashed output (B, A) in (−1, 1): SAC executes it
+        as is. ``obs`` holds the batch's observations (tensors or arrays, (B, ...))."""
+        return squashed
+
+    def _policy_output(self, obs: dict[str, Any], eval_mode: bool, step: int) -> torch.Tensor:
+        """The squashed policy output (B, A): tanh(μ) in eval mode, a sample while training, uniform
+        in [-1, 1] before ``num_expl_steps``."""
+        state = torch.as_tensor(np.asarray(obs[self.obs_key]), device=self.device)
+        if eval_mode:
+            return self.actor.mean(state)
+        if step < self.num_expl_steps:
+            return torch.empty(len(state), self.action_dim, device=self.device).uniform_(-1.0, 1.0)
+        return self.actor.sample(state)[0]
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
+        """Actions float32 (B, A) in [-1, 1] for a batch of observations (``obs["state"]`` (B, D))."""
+        return self.execute(obs, self._policy_output(obs, eval_mode, step)).cpu().numpy().astype(np.float32)
+
+    # -- learning -------------------------------------------------------------------------------
+    def update(self, batch: dict[str, Any], step: int = 0, demo_batch: dict[str, Any] | None = None) -> dict[str, float]:
+        """One critic, actor and temperature update, then the Polyak target update.
+
+        Args:
+            batch: replay batch (:meth:`polytask.data.replay.ReplayBuffer.sample`): ``obs``/``next_obs``
+                dicts of float32 (B, ...) tensors, ``action`` float32 (B, A) (the executed action),
+                ``reward`` and ``discount`` float32 (B,).
+            step: agent step (unused). demo_batch: unused (SAC learns from rewards only).
+
+        Returns:
+            metrics: critic_loss, q, target_q, actor_loss, alpha, alpha_loss, entropy (−log π).
+        """
+        obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
+        next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
+        state, next_state = obs[self.obs_key], next_obs[self.obs_key]
+        reward = batch["reward"].to(self.device).unsqueeze(-1)
+        discount = batch["discount"].to(self.device).unsqueeze(-1)
+        with torch.no_grad():
+            next_squashed, next_log_prob = self.actor.sample(next_state)
+            target = td_target(self.critic_target, next_state, self.execute(next_obs, next_squashed), reward,
+                               discount, self.alpha * next_log_prob)
+        metrics = update_twin_critic(self.critic, self.critic_opt, state, batch["action"].to(self.device), target)
+        metrics.update(self._update_actor_and_alpha(obs, state))
+        soft_update(self.critic, self.critic_target, self.tau)
+        return metrics
+
+    def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, float]:
+        squashed, log_prob = self.actor.sample(state)
+        q = torch.min(*self.critic(state, self.execute(obs, squashed)))
+        alpha = self.alpha.detach()
+        actor_loss = (alpha * log_prob - q).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        return {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(), "alpha_loss": alpha_loss.item(),
+                "entropy": -log_prob.mean().item()}
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt"):
+            getattr(self, k).load_state_dict(state[k])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
