@@ -40,7 +40,8 @@ class DemoBuffer:
 
     Pixel frames are stored once, uint8 (N, 3, H, W); a sample's stack of ``frame_stack`` frames is
     gathered by index (oldest first, the episode's first frame repeated before its start), exactly
-    matching :class:`polytask.suites.wrappers.FrameStack`.
+    matching :class:`polytask.suites.wrappers.FrameStack`. Sequence policies sample windows of
+    consecutive steps instead (:meth:`sample_windows`).
 
     Args:
         episodes: per task, the list of episodes: ``{task_id: [Episode, ...]}``.
@@ -52,7 +53,7 @@ class DemoBuffer:
     def __init__(self, episodes: dict[int, list[Episode]], obs_keys: tuple[str, ...], frame_stack: int = 3,
                  seed: int = 0):
         obs: dict[str, list[np.ndarray]] = {k: [] for k in obs_keys}
-        actions, task_ids, starts = [], [], []
+        actions, task_ids, starts, ends = [], [], [], []
         n = 0
         for task_id, eps in episodes.items():
             for ep in eps:
@@ -62,6 +63,7 @@ class DemoBuffer:
                 actions.append(ep.action)
                 task_ids.append(np.full(T, task_id, np.int64))
                 starts.append(np.full(T, n, np.int64))
+                ends.append(np.full(T, n + T - 1, np.int64))
                 n += T
         if n == 0:
             raise ValueError("DemoBuffer got no transitions")
@@ -69,6 +71,7 @@ class DemoBuffer:
         self.action = np.concatenate(actions).astype(np.float32)
         self.task_id = np.concatenate(task_ids)
         self._start = np.concatenate(starts)
+        self._last = np.concatenate(ends)  # index of each transition's episode's last transition
         self.frame_stack = frame_stack
         self.rng = np.random.default_rng(seed)
 
@@ -91,6 +94,40 @@ class DemoBuffer:
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Uniformly sampled batch (see :meth:`get`)."""
         return self.get(self.rng.integers(0, len(self), size=batch_size))
+
+    def get_windows(self, idx: np.ndarray, obs_steps: int, action_steps: int,
+                    action_start: int = 0) -> dict[str, torch.Tensor]:
+        """Windows around transitions ``idx`` (int64 (B,)), for sequence policies (Diffusion Policy,
+        BeT): for step t the observations t−obs_steps+1 .. t and the actions t+action_start ..
+        t+action_start+action_steps−1, oldest first, clipped to t's episode (its first step repeated
+        before its start, its last action after its end).
+
+        Returns:
+            ``state`` float32 (B, obs_steps, D), ``pixels`` uint8 (B, obs_steps, 3*frame_stack, H, W),
+            ``action`` float32 (B, action_steps, A), ``task_id`` int64 (B,).
+        """
+        idx = np.asarray(idx, np.int64)
+        first, last = self._start[idx][:, None], self._last[idx][:, None]
+        obs_idx = np.clip(idx[:, None] + np.arange(1 - obs_steps, 1)[None], first, last)  # (B, To)
+        act_idx = np.clip(idx[:, None] + np.arange(action_start, action_start + action_steps)[None], first, last)
+        batch: dict[str, Any] = {}
+        for k, v in self.obs.items():
+            if k == "pixels":
+                flat = obs_idx.reshape(-1)
+                stacks = gather_stacks(v, flat, self._start[flat], self.frame_stack)
+                batch[k] = stacks.reshape(*obs_idx.shape, *stacks.shape[1:])
+            else:
+                batch[k] = v[obs_idx]
+        batch["action"] = self.action[act_idx]
+        batch["task_id"] = self.task_id[idx]
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+    def sample_windows(self, batch_size: int, obs_steps: int, action_steps: int,
+                       action_start: int = 0) -> dict[str, torch.Tensor]:
+        """Windows (see :meth:`get_windows`) around uniformly sampled transitions, drawn from the
+        same seeded RNG as :meth:`sample`."""
+        return self.get_windows(self.rng.integers(0, len(self), size=batch_size), obs_steps, action_steps,
+                                action_start)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

@@ -38,3 +38,30 @@ class OfflineTrainer(Trainer):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.buffer.load_state_dict(state["buffer"])
+
+
+class WindowTrainer(OfflineTrainer):
+    """Offline trainer for sequence policies (Diffusion Policy, BeT): each step updates the agent on
+    ``cfg.batch_size`` windows of consecutive demo steps shaped by the agent's ``window``
+    ``(obs_steps, action_steps, action_start)`` (:meth:`DemoBuffer.sample_windows`). Before training
+    the agent fits its dataset statistics (normaliser; BeT: action bins) on all demo states and
+    actions (``agent.fit_dataset``); a resumed run then restores the saved ones."""
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "WindowTrainer":
+        """As :meth:`OfflineTrainer.from_config`, then ``agent.fit_dataset``.
+
+        Raises:
+            ConfigError: for ``obs_type`` other than ``features`` (checked before any demo is loaded).
+        """
+        from polytask.training.build import ConfigError
+
+        if cfg.obs_type != "features":
+            raise ConfigError(f"agent={cfg.agent.name} supports obs_type=features only (got obs_type={cfg.obs_type}); "
+                              "run it with obs_type=features")
+        trainer = super().from_config(cfg, run_dir)
+        trainer.agent.fit_dataset(trainer.buffer.obs["state"], trainer.buffer.action)
+        return trainer
+
+    def train_step(self) -> dict[str, float]:
+        return self.agent.update(self.buffer.sample_windows(self.cfg.batch_size, *self.agent.window), self.step)
