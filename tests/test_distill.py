@@ -11,7 +11,7 @@ from polytask.data.demos import load_episodes, read_metadata
 from polytask.data.goals import language_goals, onehot_goals
 from polytask.experts.metaworld import ScriptedExpert
 from polytask.suites.metaworld import make
-from polytask.training.demos import relabel_path, relabel_task
+from polytask.training.demos import load_or_relabel, relabel_path, relabel_task
 from tests.conftest import ROOT, run_script
 
 
@@ -45,6 +45,14 @@ def test_relabelled_dataset_round_trip(tmp_path):
     for a in eps[1].action[:30]:
         clean, *_ = env.step(a)
     assert not np.allclose(clean["state"], eps[1].obs["state"][30])
+    # asking for more relabelled episodes remakes the data (the first ones unchanged); fewer: the first ones
+    more = _distill_cfg(f"data_dir={tmp_path}", "num_envs_to_distil=1", "relabel.episodes_per_task=3",
+                        "relabel.noise=0.5")
+    three = load_or_relabel(more, task, env)
+    assert len(three) == 3 and read_metadata(path)["polytask"]["episodes"] == 3
+    np.testing.assert_array_equal(three[1].obs["state"], eps[1].obs["state"])
+    one = _distill_cfg(f"data_dir={tmp_path}", "num_envs_to_distil=1", "relabel.episodes_per_task=1")
+    assert len(load_or_relabel(one, task, env)) == 1 and read_metadata(path)["polytask"]["episodes"] == 3
     env.close()
 
 

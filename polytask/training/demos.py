@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from hydra.utils import instantiate
@@ -38,7 +38,7 @@ def collect_command(cfg: DictConfig, task: str, num: int) -> str:
 @contextlib.contextmanager
 def expert_in_env(cfg: DictConfig, task: str, hint: str) -> Iterator[tuple]:
     """The env that records ``task`` (one frame per step) and the suite's expert acting in it;
-    the env is closed on exit.
+    both are closed on exit (the expert when it has a ``close()``).
 
     Raises:
         DatasetError: if the suite has no expert (the message ends with ``hint``).
@@ -46,9 +46,13 @@ def expert_in_env(cfg: DictConfig, task: str, hint: str) -> Iterator[tuple]:
     if cfg.suite.get("expert") is None:
         raise DatasetError(f"Suite {cfg.suite.name} has no expert; {hint}")
     env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
+    expert = None
     try:
-        yield env, instantiate(cfg.suite.expert, task=task, env=env)
+        expert = instantiate(cfg.suite.expert, task=task, env=env)
+        yield env, expert
     finally:
+        if hasattr(expert, "close"):  # experts with a worker process (ManiSkill's motion planner)
+            expert.close()
         env.close()
 
 
@@ -79,6 +83,29 @@ def collect_task_demos(cfg: DictConfig, task: str, num: int) -> Path:
     return path
 
 
+def _load_or_make(path: Path, num: int, env, make_cmd: str, make: Callable[[], Any] | None, what: str,
+                  frame_stack: int) -> list[Episode]:
+    """The first ``num`` episodes of the dataset at ``path``; when it is missing or holds fewer,
+    ``make()`` writes it first (None: raise). Checked against ``env``'s spaces.
+
+    Raises:
+        DatasetError: missing/short dataset that cannot be made (message: path and ``make_cmd``),
+            corrupted file, or shapes that do not fit ``env``.
+    """
+    keys = tuple(env.observation_space.spaces)
+    try:
+        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=make_cmd)
+    except DatasetError as e:
+        missing = not (path / "data" / "metadata.json").exists() or "were asked for" in str(e)
+        if not (missing and make is not None):
+            raise
+        log.info(f"{what} missing or too few at {path}: making {num} first")
+        make()
+        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=make_cmd)
+    check_compatible(episodes, env.observation_space, env.action_space, frame_stack, str(path))
+    return episodes
+
+
 def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
     """The first ``cfg.num_demos_per_task`` demos of ``task``, collected first when missing (or too
     few) and the suite has an expert and ``cfg.collect_missing_demos`` is true.
@@ -88,21 +115,10 @@ def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
             ``collect_demos.py`` command), corrupted file, or shapes that do not fit ``env``.
     """
     num = int(cfg.num_demos_per_task)
-    path = demo_path(cfg, task)
-    cmd = collect_command(cfg, task, num)
-    keys = tuple(env.observation_space.spaces)
-    try:
-        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
-    except DatasetError as e:
-        missing = not (path / "data" / "metadata.json").exists() or "were asked for" in str(e)
-        if not (missing and cfg.collect_missing_demos and cfg.suite.get("expert") is not None):
-            raise
-        log.info(f"Demos for {task} missing or too few at {path}: collecting {num} with the "
-                 f"{cfg.suite.name} expert first")
-        collect_task_demos(cfg, task, num)
-        episodes = load_episodes(path, num, obs_keys=keys, make_cmd=cmd)
-    check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
-    return episodes
+    can_collect = cfg.collect_missing_demos and cfg.suite.get("expert") is not None
+    return _load_or_make(demo_path(cfg, task), num, env, collect_command(cfg, task, num),
+                         (lambda: collect_task_demos(cfg, task, num)) if can_collect else None,
+                         f"Demos of {task} (collected with the {cfg.suite.name} expert)", frame_stack_of(cfg))
 
 
 def relabel_path(cfg: DictConfig, task: str) -> Path:
@@ -136,13 +152,14 @@ def relabel_task(cfg: DictConfig, task: str) -> Path:
 
 
 def load_or_relabel(cfg: DictConfig, task: str, env) -> list[Episode]:
-    """The relabelled data of ``task``, made first when missing."""
-    path = relabel_path(cfg, task)
-    if not (path / "data" / "metadata.json").exists():
-        log.info(f"Relabelled data for {task} missing at {path}: making it with the {cfg.suite.name} expert")
-        relabel_task(cfg, task)
-    episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces),
-                             make_cmd=f"python relabel.py suite={cfg.suite.name} 'suite.task=[{task}]' "
-                                      f"obs_type={cfg.obs_type}")
-    check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
-    return episodes
+    """The first ``cfg.relabel.episodes_per_task`` relabelled episodes of ``task``, made first with
+    the suite's expert when missing or too few (:func:`relabel_task`).
+
+    Raises:
+        DatasetError: as :func:`load_or_collect_demos`.
+    """
+    num = int(cfg.relabel.episodes_per_task)
+    cmd = (f"python relabel.py suite={cfg.suite.name} 'suite.task=[{task}]' obs_type={cfg.obs_type} "
+           f"relabel.episodes_per_task={num}")
+    return _load_or_make(relabel_path(cfg, task), num, env, cmd, lambda: relabel_task(cfg, task),
+                         f"Relabelled data of {task}", frame_stack_of(cfg))
