@@ -67,7 +67,7 @@ class TinyEnv(gym.Env):
 
 @pytest.mark.parametrize("res_scale", [0.05, 0.3])
 def test_residual_is_bounded_by_res_scale(res_scale):
-    agent = _agent(res_scale=res_scale, prog_explore=0)
+    agent = _agent(res_scale=res_scale, prog_explore=0, zero_init=False)
     rng = np.random.default_rng(0)
     for eval_mode, step in [(True, 0), (False, 0), (False, 10**6)]:
         base = np.clip(rng.uniform(-1.3, 1.3, (512, 4)), -1, 1).astype(np.float32)  # many on the bounds
@@ -83,11 +83,20 @@ def test_residual_is_bounded_by_res_scale(res_scale):
 
 def test_eval_uses_base_plus_scaled_mean_residual():
     base = _base()
-    agent = _agent(base, res_scale=0.2)
+    agent = _agent(base, res_scale=0.2, zero_init=False)
     obs = {"state": np.random.randn(6, 39).astype(np.float32)}
     expected = np.clip(base.act(obs) + 0.2 * agent.actor.mean(torch.from_numpy(obs["state"])).detach().numpy(), -1, 1)
     np.testing.assert_allclose(agent.act(obs, eval_mode=True), expected, atol=1e-6)
     np.testing.assert_allclose(agent.observe(obs)["base_action"], base.act(obs))
+
+
+def test_untrained_decorated_policy_acts_as_its_base():
+    base = _base()
+    agent = _agent(base, res_scale=0.3)  # zero_init: the mean residual starts at 0
+    obs = {"state": np.random.randn(6, 39).astype(np.float32)}
+    np.testing.assert_allclose(agent.act(obs, eval_mode=True), np.clip(base.act(obs), -1, 1), atol=1e-6)
+    explored = agent.act(obs, eval_mode=False, step=10**6)  # exploration still samples residuals
+    assert np.abs(explored - base.act(obs)).max() > 1e-3
 
 
 @pytest.mark.parametrize("step", [0, 250, 600, 1000, 5000])

@@ -71,13 +71,15 @@ class ResidualAgent(SACAgent):
             weights' fingerprint is kept (:meth:`check_frozen`).
         res_scale: α, the largest residual per action dimension.
         prog_explore: H, agent steps over which the residual's probability grows to 1.
+        zero_init: zero the actor's output weights for μ, so the mean residual starts at 0 and the
+            untrained decorated policy acts as its base.
         **sac_options: the :class:`SACAgent` options (lr, sizes, τ, temperature, ``num_expl_steps``:
             uniform random residuals r before that step).
     """
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", base_policy: Any = None, res_scale: float = 0.1,
-                 prog_explore: int = 100_000, **sac_options):
+                 prog_explore: int = 100_000, zero_init: bool = True, **sac_options):
         if base_policy is None:
             raise ValueError("ResidualAgent needs the frozen base policy (base_policy=<agent>)")
         if res_scale <= 0:
@@ -88,6 +90,11 @@ class ResidualAgent(SACAgent):
         self.base_fingerprint = fingerprint(self.base)
         self._base_eval = _copy_sharing_weights(self.base)  # evaluation episodes keep their own memory
         self.extra_obs_shapes = {BASE_ACTION_KEY: (action_dim,)}
+        if zero_init:  # start as the base policy: mean residual tanh(0) = 0
+            last = self.actor.policy[-1]
+            with torch.no_grad():
+                last.weight[:action_dim].zero_()
+                last.bias[:action_dim].zero_()
 
     def residual_probability(self, step: int) -> float:
         """Progressive exploration: min(step/H, 1) (1 for H ≤ 0)."""
