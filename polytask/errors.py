@@ -9,3 +9,15 @@ class PolyTaskError(Exception):
 class ConfigError(PolyTaskError, ValueError):
     """A config value that cannot work; the message says which and why (also importable from
     ``polytask.training.build``)."""
+
+
+def require_features(agent: str, obs_type: str, hint: str = "") -> None:
+    """Check that an agent that acts on state vectors runs with ``obs_type=features``.
+
+    Raises:
+        ConfigError: for any other ``obs_type`` (the message ends with ``hint``, e.g. which agent
+            handles pixels).
+    """
+    if obs_type != "features":
+        raise ConfigError(f"agent={agent} supports obs_type=features only (got obs_type={obs_type}); run it with "
+                          f"obs_type=features{hint}")

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots, features_only
+from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
+from polytask.errors import require_features
 from polytask.nets.gpt import CausalTransformer
 
 
@@ -126,7 +127,7 @@ class BeTAgent:
                  n_bins: int = 24, n_layer: int = 4, n_head: int = 4, n_embd: int = 72, dropout: float = 0.1,
                  focal_gamma: float = 2.0, offset_loss_weight: float = 100.0, kmeans_seed: int = 0,
                  greedy_eval: bool = False):
-        features_only("bet", obs_type)
+        require_features("bet", obs_type)
         self.device = torch.device(device)
         self.obs_dim, self.action_dim, self.window_len = int(obs_shapes["state"][0]), action_dim, window
         self.n_bins, self.focal_gamma, self.offset_loss_weight = n_bins, focal_gamma, offset_loss_weight

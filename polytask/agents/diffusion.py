@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots, features_only
+from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
+from polytask.errors import require_features
 from polytask.nets.unet1d import ConditionalUnet1D
 
 
@@ -75,7 +76,7 @@ class DiffusionAgent:
                  groups: int = 8, num_train_timesteps: int = 100, beta_schedule: str = "squaredcos_cap_v2",
                  num_inference_steps: int = 10, sampler: str = "ddim", ema_power: float = 0.75,
                  ema_max_decay: float = 0.9999):
-        features_only("diffusion", obs_type)
+        require_features("diffusion", obs_type)
         if not 1 <= action_horizon <= pred_horizon:
             raise ValueError(f"action_horizon={action_horizon} must be in 1..pred_horizon={pred_horizon}")
         if sampler not in ("ddim", "ddpm"):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from polytask.agents.qlearning import td_target, update_twin_critic
-from polytask.errors import ConfigError
+from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, soft_update
 
 
@@ -53,9 +53,7 @@ class SACAgent:
                  device: torch.device | str = "cpu", lr: float = 3e-4, hidden_dim: int = 256, hidden_depth: int = 2,
                  critic_target_tau: float = 0.005, init_temperature: float = 1.0, target_entropy: float | None = None,
                  num_expl_steps: int = 5000, log_std_bounds: tuple[float, float] = (-5.0, 2.0)):
-        if obs_type != "features":
-            raise ConfigError(f"{type(self).__name__} acts on state features, got obs_type={obs_type}: use "
-                              "obs_type=features (for pixels use agent=drqv2)")
+        require_features(type(self).__name__.removesuffix("Agent").lower(), obs_type, " (for pixels use agent=drqv2)")
         self.device = torch.device(device)
         self.obs_key = "state"
         self.action_dim = action_dim

@@ -13,13 +13,6 @@ import torch
 from torch import nn
 
 
-def features_only(agent: str, obs_type: str) -> None:
-    """Raise a ValueError unless ``obs_type`` is ``features`` (the sequence policies act on states)."""
-    if obs_type != "features":
-        raise ValueError(f"agent={agent} supports obs_type=features only (got {obs_type!r}); "
-                         f"run it with obs_type=features")
-
-
 def env_slots(obs: dict[str, np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``(env_index, is_first)`` of a batch of observations: the evaluator's keys when present; else
     row b is env b (a single env is env 0) and no row starts an episode (call the policy's

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from polytask.data.buffer import DemoBuffer
+from polytask.errors import require_features
 from polytask.training.evaluator import Evaluator
 from polytask.training.trainer import Trainer
 
@@ -54,11 +55,7 @@ class WindowTrainer(OfflineTrainer):
         Raises:
             ConfigError: for ``obs_type`` other than ``features`` (checked before any demo is loaded).
         """
-        from polytask.training.build import ConfigError
-
-        if cfg.obs_type != "features":
-            raise ConfigError(f"agent={cfg.agent.name} supports obs_type=features only (got obs_type={cfg.obs_type}); "
-                              "run it with obs_type=features")
+        require_features(cfg.agent.name, cfg.obs_type)  # before any demo is loaded
         trainer = super().from_config(cfg, run_dir)
         trainer.agent.fit_dataset(trainer.buffer.obs["state"], trainer.buffer.action)
         return trainer
