@@ -1,5 +1,6 @@
 """Distillation: relabelled data, goal encodings, a student that tells tasks apart, a tiny run."""
 
+import csv
 import json
 
 import numpy as np
@@ -119,3 +120,22 @@ def test_local_multirun_and_gather(data_dir, tmp_path):
     summary = (sweep / "summary.md").read_text()
     assert "| bc | metaworld | features | drawer-close | 2 | 30 |" in summary
     assert (sweep / "summary.csv").exists() and (sweep / "success.png").stat().st_size > 1000
+    assert (sweep / "return.png").stat().st_size > 1000
+    with open(sweep / "curves.csv") as f:
+        curves = list(csv.DictReader(f))
+    assert sorted(r["seed"] for r in curves if r["step"] == "30") == ["1", "2"]
+    assert all(r["frames"] == "" for r in curves)  # BC's steps are updates: no frames
+
+
+def test_gather_counts_frames_for_online_runs(tmp_path):
+    from polytask.training.gather import read_run
+
+    run = tmp_path / "drqv2-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        "seed: 3\nobs_type: features\nagent: {name: drqv2, trainer: polytask.training.online.OnlineTrainer}\n"
+        "suite: {name: dmc, task: [cheetah_run_m1], env: {action_repeat: 2}}\n")
+    (run / "eval.csv").write_text("step,cheetah_run_m1/success,cheetah_run_m1/return,success,return\n"
+                                  "0,0,1.5,0,1.5\n25000,0,250.0,0,250.0\n")
+    curves = read_run(run)["curves"]["cheetah_run_m1"]
+    assert curves["frames"] == [0, 50000] and curves["return"] == [1.5, 250.0]

@@ -1,10 +1,13 @@
-"""Gather a sweep's results into one table (CSV + markdown) and a plot of success against steps.
+"""Gather a sweep's results into one table (CSV + markdown) and plots of eval success and return
+against frames (online runs) or updates (offline runs).
 
-    python -m polytask.training.gather runs/bc16            # writes runs/bc16/summary.{csv,md}, success.png
+    python -m polytask.training.gather runs/bc16            # runs/bc16/summary.{csv,md}, curves.csv,
+                                                            # success.png, return.png
     polytask-gather runs/bc16 --out results/
 
 Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts;
-per task the final success and return are averaged over the runs (seeds) that evaluated it.
+per task the final success and return are averaged over the runs (seeds) that evaluated it. Frames
+are environment steps: agent steps × ``suite.env.action_repeat``.
 """
 
 from __future__ import annotations
@@ -26,17 +29,27 @@ def find_runs(root: Path) -> list[Path]:
 
 
 def read_run(run: Path) -> dict:
-    """Config essentials, final per-task metrics and the success curve of one run."""
+    """Config essentials, final per-task metrics and the eval curves of one run.
+
+    ``curves[task]`` maps ``"step"``, ``"frames"``, ``"success"`` and ``"return"`` to lists, one entry
+    per eval in ``eval.csv``. ``step`` counts agent steps for online runs and updates for offline ones;
+    ``frames`` is steps × the suite's action repeat for online runs and empty ("") for offline ones.
+    """
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     with open(run / "eval.csv") as f:
         rows = list(csv.DictReader(f))
     tasks = [str(t) for t in cfg["suite"]["task"]]
     final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else \
         {k: float(v) for k, v in rows[-1].items() if v != ""}
-    curves = {t: ([int(float(r["step"])) for r in rows], [float(r[f"{t}/success"]) for r in rows]) for t in tasks}
+    steps = [int(float(r["step"])) for r in rows]
+    online = cfg["agent"]["trainer"].endswith("OnlineTrainer")
+    repeat = int(cfg["suite"].get("env", {}).get("action_repeat", 1))
+    curves = {t: {"step": steps, "frames": [s * repeat if online else "" for s in steps],
+                  "success": [float(r[f"{t}/success"]) for r in rows],
+                  "return": [float(r[f"{t}/return"]) for r in rows]} for t in tasks}
     return {"run": run, "agent": cfg["agent"]["name"], "suite": cfg["suite"]["name"], "obs_type": cfg["obs_type"],
-            "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves,
-            "step": int(final.get("step", curves[tasks[0]][0][-1] if rows else 0))}
+            "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves, "online": online,
+            "step": int(final.get("step", steps[-1] if rows else 0))}
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -57,7 +70,8 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def write_outputs(rows: list[dict], runs: list[dict], out: Path) -> list[Path]:
-    """``summary.csv``, ``summary.md`` and ``success.png`` in ``out``."""
+    """``summary.csv``, ``summary.md``, ``curves.csv`` (every eval of every run) and the plots
+    ``success.png`` and ``return.png`` (against frames) in ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -71,30 +85,51 @@ def write_outputs(rows: list[dict], runs: list[dict], out: Path) -> list[Path]:
     lines.append(f"| **mean** | | | {len(rows)} tasks | | | **{mean:.2f}** | |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "agent", "seed", "task", "step", "frames", "success", "return"])
+        for r in runs:
+            for task, c in r["curves"].items():
+                w.writerows([str(r["run"]), r["agent"], r["seed"], task, *row]
+                            for row in zip(c["step"], c["frames"], c["success"], c["return"]))
+    for metric in ("success", "return"):
+        plot_curves(runs, metric, out / f"{metric}.png")
+    return [out / "summary.csv", out / "summary.md", out / "curves.csv", out / "success.png", out / "return.png"]
+
+
+def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
+    """One panel per task: ``metric`` (``"success"`` or ``"return"``) of every run against frames
+    (online runs) or updates (offline runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({t for r in runs for t in r["tasks"]})
+    kinds = {r["online"] for r in runs}
+    xlabel = {frozenset({True}): "frames", frozenset({False}): "updates"}.get(frozenset(kinds),
+                                                                            "frames (online) / updates (offline)")
     cols = min(4, len(tasks))
     nrows = int(np.ceil(len(tasks) / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False,
+                             sharey=metric == "success")
     for ax, task in zip(axes.flat, tasks):
         for r in runs:
             if task in r["curves"]:
-                steps, success = r["curves"][task]
-                ax.plot(steps, success, marker="o", ms=3, label=f"{r['agent']} s{r['seed']}")
+                c = r["curves"][task]
+                ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3, label=f"{r['agent']} s{r['seed']}")
         ax.set_title(task, fontsize=9)
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("step", fontsize=8)
+        if metric == "success":
+            ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel(xlabel, fontsize=8)
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("success")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric)
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "success.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    return [out / "summary.csv", out / "summary.md", out / "success.png"]
 
 
 def main(argv: list[str] | None = None) -> int:
