@@ -37,6 +37,7 @@ class DrQV2Agent:
         lr: Adam learning rate of encoder, actor and critic.
         feature_dim, hidden_dim, hidden_depth: network sizes (actor identical to BC's, so BC
             weights load into it); ``critic_hidden_depth`` for the Q MLPs.
+        critic_layer_norm: LayerNorm after each hidden layer of the Q MLPs (:func:`polytask.nets.mlp.mlp`).
         critic_target_tau: Polyak rate τ.
         stddev_schedule: exploration σ, a number or ``"linear(init,final,steps)"``.
         stddev_clip: noise clip in the updates.
@@ -50,6 +51,7 @@ class DrQV2Agent:
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
                  hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
+                 critic_layer_norm: bool = False,
                  critic_target_tau: float = 0.01, stddev_schedule: str | float = "linear(1.0,0.1,250000)",
                  stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
                  bc_regularize: bool = False, bc_weight_type: str = "qfilter",
@@ -69,7 +71,8 @@ class DrQV2Agent:
         self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
         repr_dim = self.encoder.repr_dim if pixels else shape[0]
         self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth, pixels).to(self.device)
-        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, pixels).to(self.device)
+        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, pixels,
+                             critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)
         self.encoder_bc: nn.Module | None = None

@@ -10,12 +10,17 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, hidden_depth: int) -> nn.Sequential:
-    """``hidden_depth`` hidden layers of ``hidden_dim`` units with ReLU, then a linear output."""
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, hidden_depth: int, layer_norm: bool = False) -> nn.Sequential:
+    """``hidden_depth`` hidden layers of ``hidden_dim`` units with ReLU, then a linear output.
+
+    With ``layer_norm`` each hidden Linear is followed by a LayerNorm before the ReLU (Ba et al. 2016;
+    in critics it bounds Q extrapolation and lets them take more updates per env step, Ball et al.
+    2023, "Efficient Online RL with Offline Data", §4).
+    """
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(hidden_depth):
-        layers += [nn.Linear(dim, hidden_dim), nn.ReLU()]
+        layers += [nn.Linear(dim, hidden_dim), *([nn.LayerNorm(hidden_dim)] if layer_norm else []), nn.ReLU()]
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)
@@ -106,17 +111,17 @@ class Critic(nn.Module):
     """Twin Q-networks (clipped double Q, Fujimoto et al. 2018) as in DrQ-v2.
 
     Trunk as in :class:`Actor` (pixels: Linear + LayerNorm + Tanh; features: identity), then two
-    MLPs on ``[h, a]``.
+    MLPs on ``[h, a]`` (with ``layer_norm``, a LayerNorm after each hidden Linear: see :func:`mlp`).
 
     Input: h float32 (B, repr_dim), action float32 (B, A). Output: (q1, q2), each float32 (B, 1).
     """
 
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, hidden_depth: int,
-                 use_trunk: bool):
+                 use_trunk: bool, layer_norm: bool = False):
         super().__init__()
         self.trunk, in_dim = make_trunk(repr_dim, feature_dim, use_trunk)
-        self.q1 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
-        self.q2 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth)
+        self.q1 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth, layer_norm)
+        self.q2 = mlp(in_dim + action_dim, hidden_dim, 1, hidden_depth, layer_norm)
         self.apply(orthogonal_init)
 
     def forward(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
