@@ -23,12 +23,13 @@ def _batch(obs_type, n=64):
             "reward": torch.rand(n, generator=g), "discount": torch.full((n,), 0.99 ** 3)}
 
 
-@pytest.mark.parametrize("obs_type", ["features", "pixels"])
-def test_update_reduces_critic_loss_on_fixed_batch(obs_type):
+@pytest.mark.parametrize("obs_type,layer_norm", [("features", False), ("features", True), ("pixels", False)])
+def test_update_reduces_critic_loss_on_fixed_batch(obs_type, layer_norm):
     torch.manual_seed(0)
     small = dict(hidden_dim=64, feature_dim=32, hidden_depth=1)
     agent = DrQV2Agent({"state": (39,), "pixels": (9, 84, 84)}, 4, obs_type, stddev_schedule=0.2,
-                       lr=1e-3, **small)
+                       lr=1e-3, critic_layer_norm=layer_norm, **small)
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in agent.critic.q1) == layer_norm
     batch = _batch(obs_type)
     losses = [agent.update(batch, step=0)["critic_loss"] for _ in range(40 if obs_type == "features" else 15)]
     assert losses[-1] < 0.5 * losses[0], losses
