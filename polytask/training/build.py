@@ -4,6 +4,7 @@ helpers here to make its parts."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from functools import partial
@@ -205,8 +206,33 @@ def make_ot_rewarder(cfg: DictConfig, agent, demos: list[Episode]):
     return OTRewarder(obs, featurize, eps=cfg.ot.eps, num_iters=cfg.ot.num_iters, target_return=cfg.ot.target_return)
 
 
+def check_agent_options(agent_cfg: DictConfig) -> None:
+    """Every option in ``agent_cfg`` (besides ``name``, ``trainer``, ``_target_``) must be an argument
+    of its ``_target_`` class.
+
+    Raises:
+        ConfigError: naming the options the agent does not take, e.g. ``agent=bc recipe=drqv2_state``
+            (the recipe's DrQ-v2 options on a BC agent).
+    """
+    cls = get_class(agent_cfg._target_)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(k for k in agent_cfg if k not in ("name", "trainer", "_target_") and k not in params)
+    if unknown:
+        takes = ", ".join(k for k in params if k not in ("self", "obs_shapes", "action_dim", "obs_type", "device"))
+        raise ConfigError(f"agent={agent_cfg.name} ({cls.__name__}) has no option {', '.join(unknown)}; it takes: "
+                          f"{takes}. Drop the override, or pick the agent it was meant for (a recipe sets its own "
+                          f"agent: leave out agent=... when using recipe=...).")
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path | None = None) -> Trainer:
-    """Everything a run needs, wired together by ``cfg.agent.trainer``'s ``from_config``."""
+    """Everything a run needs, wired together by ``cfg.agent.trainer``'s ``from_config``.
+
+    Raises:
+        ConfigError: if the agent config has options its class does not take (:func:`check_agent_options`).
+    """
+    check_agent_options(cfg.agent)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
