@@ -103,3 +103,21 @@ def test_replay_buffer_feeds_agent():
     agent = DrQV2Agent({"state": (39,)}, 4, "features", hidden_dim=32)
     m = agent.update(buf.sample(16), step=0)
     assert np.isfinite(m["critic_loss"]) and np.isfinite(m["actor_loss"])
+
+
+@pytest.mark.parametrize("updates_per_step", [1, 3])
+def test_updates_per_step_sets_the_update_to_data_ratio(tmp_path, updates_per_step):
+    from polytask.training.build import build_trainer
+    from tests.conftest import compose_cfg
+
+    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close") if not a.startswith("hydra.")]
+    cfg = compose_cfg(*args, "num_train_steps=160", "update_every_steps=2", f"updates_per_step={updates_per_step}",
+                      "eval_every_steps=1000", "eval.num_episodes=1", "save_every_steps=1000")
+    trainer = build_trainer(cfg, run_dir=tmp_path / "run")
+    steps = []
+    update = trainer.agent.update
+    trainer.agent.update = lambda batch, step, demo=None: steps.append(step) or update(batch, step, demo)
+    trainer.run()
+    # updates start at update_after_steps=100 and come every 2nd step, updates_per_step at a time
+    assert len(steps) == 30 * updates_per_step and min(steps) >= 100
+    assert all(steps.count(s) == updates_per_step for s in set(steps)) and all(s % 2 == 0 for s in steps)

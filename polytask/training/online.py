@@ -26,8 +26,10 @@ log = logging.getLogger("polytask")
 
 
 class OnlineTrainer(Trainer):
-    """Acts in ``env`` with exploration, stores steps in ``replay`` and updates the agent every
-    ``cfg.update_every_steps`` steps once ``cfg.update_after_steps`` steps are stored.
+    """Acts in ``env`` with exploration, stores steps in ``replay`` and updates the agent
+    ``cfg.updates_per_step`` times (default 1, each on a fresh batch) every ``cfg.update_every_steps``
+    steps once ``cfg.update_after_steps`` steps are stored: the update-to-data ratio is
+    ``updates_per_step / update_every_steps``.
 
     Args:
         env: the training env (one task).
@@ -66,6 +68,10 @@ class OnlineTrainer(Trainer):
         # read once: the config is fixed for the run and these are used at every step
         self._action_repeat = int(cfg.suite.env.get("action_repeat", 1))
         self._update_after, self._update_every = int(cfg.update_after_steps), int(cfg.update_every_steps)
+        self._updates_per_step = int(cfg.get("updates_per_step", 1))
+        if self._update_every < 1 or self._updates_per_step < 1:
+            raise ValueError(f"update_every_steps ({self._update_every}) and updates_per_step "
+                             f"({self._updates_per_step}) must be at least 1")
         self._batch_size = int(cfg.batch_size)
         self._obs_key = "pixels" if cfg.obs_type == "pixels" else "state"
         self._sparse_reward = bool(cfg.get("sparse_reward", False))
@@ -200,8 +206,9 @@ class OnlineTrainer(Trainer):
         if (self.step >= self._update_after and self.step % self._update_every == 0
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()
-            demo = self.demos.sample(self._batch_size) if self.demos is not None else None
-            metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step, demo))
+            for _ in range(self._updates_per_step):
+                demo = self.demos.sample(self._batch_size) if self.demos is not None else None
+                metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step, demo))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
