@@ -81,8 +81,8 @@ def write_outputs(rows: list[dict], runs: list[dict], out: Path) -> list[Path]:
     lines += [f"| {r['agent']} | {r['suite']} | {r['obs_type']} | {r['task']} | {r['runs']} | {r['step']} | "
               f"{r['success_mean']:.2f} ± {r['success_std']:.2f} | {r['return_mean']:.1f} ± {r['return_std']:.1f} |"
               for r in rows]
-    mean = np.mean([r["success_mean"] for r in rows])
-    lines.append(f"| **mean** | | | {len(rows)} tasks | | | **{mean:.2f}** | |")
+    mean, mean_return = np.mean([r["success_mean"] for r in rows]), np.mean([r["return_mean"] for r in rows])
+    lines.append(f"| **mean** | | | {len(rows)} tasks | | | **{mean:.2f}** | **{mean_return:.1f}** |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
     with open(out / "curves.csv", "w", newline="") as f:
@@ -104,6 +104,7 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     tasks = sorted({t for r in runs for t in r["tasks"]})
     kinds = {r["online"] for r in runs}
@@ -122,6 +123,8 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
         if metric == "success":
             ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel(xlabel, fontsize=8)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"))
+        ax.tick_params(labelsize=7)
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     for ax in axes[:, 0]:
