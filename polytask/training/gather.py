@@ -107,9 +107,8 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
     from matplotlib.ticker import FuncFormatter
 
     tasks = sorted({t for r in runs for t in r["tasks"]})
-    kinds = {r["online"] for r in runs}
-    xlabel = {frozenset({True}): "frames", frozenset({False}): "updates"}.get(frozenset(kinds),
-                                                                            "frames (online) / updates (offline)")
+    online = [r["online"] for r in runs]
+    xlabel = "frames" if all(online) else "updates" if not any(online) else "frames (online) / updates (offline)"
     cols = min(4, len(tasks))
     nrows = int(np.ceil(len(tasks) / cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False,
@@ -118,7 +117,8 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
         for r in runs:
             if task in r["curves"]:
                 c = r["curves"][task]
-                ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3, label=f"{r['agent']} s{r['seed']}")
+                ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3,
+                        label=f"{r['agent']} s{r['seed']}")
         ax.set_title(task, fontsize=9)
         if metric == "success":
             ax.set_ylim(-0.05, 1.05)
