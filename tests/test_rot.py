@@ -67,6 +67,13 @@ def test_rot_run_from_bc_with_resume(tmp_path):
     assert missing.returncode == 1 and "python train.py agent=bc" in missing.stdout + missing.stderr
     bc = run_script("train.py", f"hydra.run.dir={tmp_path / 'bc'}", "agent=bc", "num_train_steps=50", *common)
     assert bc.returncode == 0, bc.stderr[-2000:]
+    # a ROT actor of another size than the BC run's: a one-line error with both sizes
+    narrow = [a.replace("agent.hidden_dim=64", "agent.hidden_dim=32").replace(str(tmp_path / "rot"),
+                                                                                str(tmp_path / "rot32")) for a in rot]
+    other = run_script("train.py", *narrow, "num_train_steps=500")
+    out = other.stdout + other.stderr
+    assert other.returncode == 1 and "Traceback" not in out, out[-2000:]
+    assert "BC has agent.hidden_dim=64" in out and "this run has agent.hidden_dim=32" in out
     p = run_script("train.py", *rot, "num_train_steps=500", "eval_every_steps=500")
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr

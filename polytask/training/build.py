@@ -80,12 +80,13 @@ def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episod
     return buffer, demos
 
 
-def load_bc_weights(cfg: DictConfig) -> dict:
-    """The BC agent state for ``load_bc``: from ``cfg.bc_weights`` or the BC run of the same suite,
-    tasks, obs_type, demo count and seed.
+def load_bc_into(agent, cfg: DictConfig) -> None:
+    """Start ``agent`` (``load_bc=true``) from BC weights: ``cfg.bc_weights``, or the BC run of the
+    same suite, tasks, obs_type, demo count and seed; ``agent.load_bc`` copies them.
 
     Raises:
-        ConfigError: if the file is missing (the message gives the BC command that makes it).
+        ConfigError: if the file is missing (the message gives the BC command that makes it), holds
+            another agent's weights, or its networks do not fit ``agent`` (the message gives both sizes).
     """
     from polytask.training.checkpoint import load_checkpoint, weights_path
 
@@ -99,8 +100,16 @@ def load_bc_weights(cfg: DictConfig) -> dict:
     saved = load_checkpoint(path)
     if saved.get("agent_name", "bc") != "bc":
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
+    try:
+        agent.load_bc(saved["agent"])
+    except ValueError as e:
+        sizes = ("hidden_dim", "hidden_depth", "feature_dim")
+        bc = saved.get("config", {}).get("agent", {})
+        raise ConfigError(f"The BC weights at {path} do not fit this {cfg.agent.name} actor: BC has "
+                          + ", ".join(f"agent.{k}={bc.get(k, '?')}" for k in sizes) + "; this run has "
+                          + ", ".join(f"agent.{k}={cfg.agent.get(k)}" for k in sizes)
+                          + ". Train BC with this run's sizes, or give this run BC's.") from e
     log.info(f"Starting from BC weights {path}")
-    return saved["agent"]
 
 
 def read_weights(path: str | Path, device: torch.device | str = "cpu", how_to_make: str = "") -> dict:

@@ -95,7 +95,7 @@ class OnlineTrainer(Trainer):
                 config, or names no or a missing ``base_policy`` (agent=residual).
         """
         from polytask.training.build import ConfigError, env_factory, frame_stack_of, load_base_policy, \
-            load_bc_weights, load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
+            load_bc_into, load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
 
         tasks = tasks_of(cfg)
         if len(tasks) != 1:
@@ -114,7 +114,7 @@ class OnlineTrainer(Trainer):
         extra = {"base_policy": load_base_policy(cfg, env)} if "base_policy" in cfg else {}  # agent=residual
         agent = make_agent(cfg, env, **extra)
         if load_bc:
-            agent.load_bc(load_bc_weights(cfg))
+            load_bc_into(agent, cfg)
         demo_buffer, reward_fn = None, None
         if irl or bc_regularize:
             demo_buffer, demos = load_demo_buffer(cfg)
