@@ -80,31 +80,34 @@ def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episod
     return buffer, demos
 
 
+def bc_train_command(cfg: DictConfig) -> str:
+    """The ``train.py`` command that trains BC on the run's suite, tasks, obs_type, demo count and seed
+    (its weights go to ``weights_path(cfg, True, agent="bc")``), for error messages."""
+    return (f"python train.py agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} "
+            f"'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} "
+            f"data_dir={cfg.data_dir}")
+
+
 def load_bc_into(agent, cfg: DictConfig) -> None:
     """Start ``agent`` (``load_bc=true``) from BC weights: ``cfg.bc_weights``, or the BC run of the
     same suite, tasks, obs_type, demo count and seed; ``agent.load_bc`` copies them.
 
     Raises:
-        ConfigError: if the file is missing (the message gives the BC command that makes it), holds
-            another agent's weights, or its networks do not fit ``agent`` (the message gives both sizes).
+        ConfigError: if the file is missing (the message gives the BC command that makes it), is not
+            an exported weights file (:func:`read_weights`), holds another agent's weights, or its
+            networks do not fit ``agent`` (the message gives both sizes).
     """
-    from polytask.training.checkpoint import load_checkpoint, weights_path
+    from polytask.training.checkpoint import weights_path
 
     path = Path(cfg.bc_weights) if cfg.get("bc_weights") else weights_path(cfg, True, agent="bc")
-    if not path.exists():
-        tasks = ",".join(tasks_of(cfg))
-        raise ConfigError(f"load_bc=true but there are no BC weights at {path}. Train them first:\n  python train.py "
-                          f"agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} 'suite.task=[{tasks}]' "
-                          f"num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} data_dir={cfg.data_dir}\n"
-                          "or pass bc_weights=<path>")
-    saved = load_checkpoint(path)
+    saved = read_weights(path, how_to_make=f"{bc_train_command(cfg)}\n  or pass bc_weights=<path> (load_bc=true)")
     if saved.get("agent_name", "bc") != "bc":
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
     try:
         agent.load_bc(saved["agent"])
     except ValueError as e:
         sizes = ("hidden_dim", "hidden_depth", "feature_dim")
-        bc = saved.get("config", {}).get("agent", {})
+        bc = saved["config"].get("agent", {})
         raise ConfigError(f"The BC weights at {path} do not fit this {cfg.agent.name} actor: BC has "
                           + ", ".join(f"agent.{k}={bc.get(k, '?')}" for k in sizes) + "; this run has "
                           + ", ".join(f"agent.{k}={cfg.agent.get(k)}" for k in sizes)
@@ -190,11 +193,8 @@ def load_base_policy(cfg: DictConfig, env: gym.Env):
     """
     from polytask.training.checkpoint import weights_path
 
-    tasks = ",".join(tasks_of(cfg))
-    bc_path = weights_path(cfg, True, agent="bc")
-    train_bc = (f"python train.py agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} 'suite.task=[{tasks}]' "
-                f"num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} data_dir={cfg.data_dir}\n"
-                f"then pass base_policy={bc_path} (any exported weights file works, e.g. data/weights/diffusion/...)")
+    train_bc = (f"{bc_train_command(cfg)}\nthen pass base_policy={weights_path(cfg, True, agent='bc')} "
+                "(any exported weights file works, e.g. data/weights/diffusion/...)")
     if not cfg.get("base_policy"):
         raise ConfigError(f"agent={cfg.agent.name} decorates a frozen base policy: add base_policy=<weights file>. "
                           f"For a BC base, train one first:\n  {train_bc}")
