@@ -27,7 +27,9 @@ class BCAgent:
         device: torch device.
         lr: Adam learning rate (1e-4 in PolyTask).
         hidden_dim, hidden_depth: actor MLP width and number of hidden layers.
-        feature_dim: width of the pixel trunk.
+        feature_dim: width of the trunk (pixels, or state with ``state_trunk``).
+        state_trunk: for state features, the trunk (Linear + LayerNorm + Tanh) in front of the MLP, as
+            pixels always have (must match the DrQ-v2 run that loads these weights).
         stddev: fixed policy standard deviation σ (0.1).
         augment: random shifts for pixels; ``pad`` their size in pixels.
     """
@@ -35,7 +37,7 @@ class BCAgent:
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", lr: float = 1e-4, hidden_dim: int = 1024,
                  hidden_depth: int = 3, feature_dim: int = 512, stddev: float = 0.1, augment: bool = True,
-                 pad: int = 4):
+                 pad: int = 4, state_trunk: bool = False):
         if obs_type not in ("features", "pixels"):
             raise ValueError(f"obs_type must be 'features' or 'pixels', got {obs_type!r}")
         self.device = torch.device(device)
@@ -49,7 +51,7 @@ class BCAgent:
             self.encoder = nn.Identity()
             repr_dim = shape[0]
         self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth,
-                           use_trunk=self.obs_key == "pixels").to(self.device)
+                           use_trunk=self.obs_key == "pixels" or state_trunk).to(self.device)
         self.aug: nn.Module = RandomShiftsAug(pad) if (augment and self.obs_key == "pixels") else nn.Identity()
         params = list(self.encoder.parameters()) + list(self.actor.parameters())
         self.opt = torch.optim.Adam(params, lr=lr)

@@ -38,6 +38,9 @@ class DrQV2Agent:
         feature_dim, hidden_dim, hidden_depth: network sizes (actor identical to BC's, so BC
             weights load into it); ``critic_hidden_depth`` for the Q MLPs.
         critic_layer_norm: LayerNorm after each hidden layer of the Q MLPs (:func:`polytask.nets.mlp.mlp`).
+        state_trunk: for state features, put DrQ-v2's trunk (Linear to ``feature_dim`` + LayerNorm +
+            Tanh) in front of the actor and critic MLPs, as pixels always have; BC must use the same
+            setting for ``load_bc``.
         critic_target_tau: Polyak rate τ.
         stddev_schedule: exploration σ, a number or ``"linear(init,final,steps)"``.
         stddev_clip: noise clip in the updates.
@@ -51,7 +54,7 @@ class DrQV2Agent:
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
                  hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
-                 critic_layer_norm: bool = False,
+                 critic_layer_norm: bool = False, state_trunk: bool = False,
                  critic_target_tau: float = 0.01, stddev_schedule: str | float = "linear(1.0,0.1,250000)",
                  stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
                  bc_regularize: bool = False, bc_weight_type: str = "qfilter",
@@ -70,8 +73,9 @@ class DrQV2Agent:
         pixels = self.obs_key == "pixels"
         self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
         repr_dim = self.encoder.repr_dim if pixels else shape[0]
-        self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth, pixels).to(self.device)
-        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, pixels,
+        trunk = pixels or state_trunk
+        self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth, trunk).to(self.device)
+        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, trunk,
                              critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)

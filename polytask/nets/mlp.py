@@ -36,8 +36,9 @@ def orthogonal_init(module: nn.Module) -> None:
 
 
 def make_trunk(repr_dim: int, feature_dim: int, use_trunk: bool) -> tuple[nn.Module, int]:
-    """DrQ-v2's trunk (Linear + LayerNorm + Tanh to ``feature_dim``) for pixel representations, or
-    the identity for state features; returns the module and its output size."""
+    """DrQ-v2's trunk (Linear + LayerNorm + Tanh to ``feature_dim``), used for pixel representations
+    and, when asked (``state_trunk``), for state features; otherwise the identity. Returns the
+    module and its output size."""
     if use_trunk:
         return nn.Sequential(nn.Linear(repr_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()), feature_dim
     return nn.Identity(), repr_dim
