@@ -23,16 +23,31 @@ def _batch(obs_type, n=64):
             "reward": torch.rand(n, generator=g), "discount": torch.full((n,), 0.99 ** 3)}
 
 
-@pytest.mark.parametrize("obs_type,layer_norm", [("features", False), ("features", True), ("pixels", False)])
-def test_update_reduces_critic_loss_on_fixed_batch(obs_type, layer_norm):
+@pytest.mark.parametrize("obs_type,layer_norm,state_trunk", [("features", False, False), ("features", True, False),
+                                                             ("features", False, True), ("pixels", False, False)])
+def test_update_reduces_critic_loss_on_fixed_batch(obs_type, layer_norm, state_trunk):
     torch.manual_seed(0)
     small = dict(hidden_dim=64, feature_dim=32, hidden_depth=1)
     agent = DrQV2Agent({"state": (39,), "pixels": (9, 84, 84)}, 4, obs_type, stddev_schedule=0.2,
-                       lr=1e-3, critic_layer_norm=layer_norm, **small)
+                       lr=1e-3, critic_layer_norm=layer_norm, state_trunk=state_trunk, **small)
     assert any(isinstance(m, torch.nn.LayerNorm) for m in agent.critic.q1) == layer_norm
+    has_trunk = obs_type == "pixels" or state_trunk
+    for net in (agent.actor, agent.critic):
+        assert any(isinstance(m, torch.nn.LayerNorm) for m in net.trunk.modules()) == has_trunk
     batch = _batch(obs_type)
     losses = [agent.update(batch, step=0)["critic_loss"] for _ in range(40 if obs_type == "features" else 15)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_state_trunk_bc_weights_load_only_into_a_matching_actor():
+    small = dict(hidden_dim=32, feature_dim=16, hidden_depth=1)
+    bc = BCAgent({"state": (39,)}, 4, "features", state_trunk=True, **small)
+    obs = torch.randn(8, 39)
+    with_trunk = DrQV2Agent({"state": (39,)}, 4, "features", state_trunk=True, **small)
+    with_trunk.load_bc(bc.state_dict())
+    assert torch.allclose(with_trunk.actor(obs), bc.actor(obs))
+    with pytest.raises(ValueError, match="do not fit"):
+        DrQV2Agent({"state": (39,)}, 4, "features", state_trunk=False, **small).load_bc(bc.state_dict())
 
 
 def test_act_exploration_modes():

@@ -106,7 +106,7 @@ def load_bc_into(agent, cfg: DictConfig) -> None:
     try:
         agent.load_bc(saved["agent"])
     except ValueError as e:
-        sizes = ("hidden_dim", "hidden_depth", "feature_dim")
+        sizes = ("hidden_dim", "hidden_depth", "feature_dim", "state_trunk")
         bc = saved["config"].get("agent", {})
         raise ConfigError(f"The BC weights at {path} do not fit this {cfg.agent.name} actor: BC has "
                           + ", ".join(f"agent.{k}={bc.get(k, '?')}" for k in sizes) + "; this run has "
