@@ -1,5 +1,7 @@
 """Time of ROT's optimal-transport rewards for one episode against N demos (batched Sinkhorn,
-ε=0.01, 100 iterations), on raw states and on pixel features from the DrQ-v2 encoder.
+ε=0.01, 100 iterations), on raw states and on pixel features from the DrQ-v2 reward encoder: for
+an ordinary episode (demo features cached) and for one at a reward-encoder refresh (every
+``ot.update_target_every`` agent steps; the demos are encoded again).
 
     python benchmarks/ot_reward.py --steps 250 --demos 10
 """
@@ -15,11 +17,11 @@ from polytask.agents.drqv2 import DrQV2Agent
 from polytask.rewards.ot import OTRewarder
 
 
-def _time(rewarder: OTRewarder, episode: np.ndarray, repeats: int) -> float:
-    rewarder(episode)  # warm-up, fixes the scale
+def _time(rewarder: OTRewarder, episode: np.ndarray, repeats: int, refresh: bool) -> float:
+    rewarder(episode, step=0)  # warm-up: first refresh, fixes the scale
     start = time.perf_counter()
-    for _ in range(repeats):
-        rewarder(episode)
+    for i in range(1, repeats + 1):
+        rewarder(episode, step=i * rewarder.refresh_every if refresh else 0)
     return (time.perf_counter() - start) / repeats
 
 
@@ -32,14 +34,15 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     demos = [rng.standard_normal((args.steps + 1, 39)) for _ in range(args.demos)]
-    t = _time(OTRewarder(demos), rng.standard_normal((args.steps + 1, 39)), args.repeats)
+    t = _time(OTRewarder(demos), rng.standard_normal((args.steps + 1, 39)), args.repeats, refresh=False)
     print(f"states (39-d): {t * 1e3:8.1f} ms per {args.steps}-step episode against {args.demos} demos")
     if args.pixels:
         agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels")
         frames = [rng.integers(0, 256, (args.steps + 1, 9, 84, 84), dtype=np.uint8) for _ in range(args.demos)]
-        t = _time(OTRewarder(frames, agent.reward_features), frames[0], args.repeats)
-        print(f"pixels (encoder + trunk features): {t * 1e3:8.1f} ms per episode against {args.demos} demos")
-
+        rewarder = OTRewarder(frames, agent.reward_features, agent.refresh_reward_encoder)
+        for refresh, what in ((False, "demo features cached"), (True, "at a refresh, demos re-encoded")):
+            t = _time(rewarder, frames[0], args.repeats, refresh)
+            print(f"pixels ({what}): {t * 1e3:8.1f} ms per episode against {args.demos} demos")
 
 if __name__ == "__main__":
     main()

@@ -50,6 +50,28 @@ def test_state_trunk_bc_weights_load_only_into_a_matching_actor():
         DrQV2Agent({"state": (39,)}, 4, "features", state_trunk=False, **small).load_bc(bc.state_dict())
 
 
+def test_reward_encoder_is_frozen_until_refreshed():
+    torch.manual_seed(0)
+    agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
+                       stddev_schedule=0.2, lr=1e-3)
+    batch = _batch("pixels", n=16)
+    frames = batch["obs"]["pixels"][:4].numpy()
+    before = agent.reward_features(frames)
+    assert before.shape == (4, 16)
+    for _ in range(3):
+        agent.update(batch, step=0)
+    torch.testing.assert_close(agent.reward_features(frames), before)  # training does not move it
+    agent.refresh_reward_encoder()
+    after = agent.reward_features(frames)
+    with torch.no_grad():
+        online = agent.critic.trunk(agent.encoder(torch.as_tensor(frames)))
+    torch.testing.assert_close(after, online)
+    assert not torch.allclose(after, before)
+    restored = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1)
+    restored.load_state_dict(agent.state_dict())
+    torch.testing.assert_close(restored.reward_features(frames), after)
+
+
 def test_act_exploration_modes():
     agent = DrQV2Agent({"state": (39,)}, 4, "features", hidden_dim=32, num_expl_steps=10, stddev_schedule=0.5)
     obs = {"state": np.random.randn(256, 39).astype(np.float32)}

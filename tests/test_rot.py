@@ -57,6 +57,39 @@ def test_ot_reward_prefers_demo_like_trajectories():
     np.testing.assert_allclose(fresh(far), OTRewarder([demo], scale=scale)(far))
 
 
+def test_demo_features_computed_once_per_refresh():
+    rng = np.random.default_rng(2)
+    demos = [rng.standard_normal((30, 6)) for _ in range(3)]
+    weights = {"w": torch.eye(6, dtype=torch.float64)}  # the "reward encoder", changed only at refresh
+    live = {"w": weights["w"]}  # the "online encoder", changed by training
+    calls = {"featurize": 0, "refresh": 0}
+
+    def featurize(x):
+        calls["featurize"] += 1
+        return torch.as_tensor(x) @ weights["w"]
+
+    def refresh():
+        calls["refresh"] += 1
+        weights["w"] = live["w"].clone()
+
+    rewarder = OTRewarder(demos, featurize, refresh, refresh_every=1000)
+    episode = rng.standard_normal((30, 6))
+    first = rewarder(episode, step=0)
+    assert calls == {"refresh": 1, "featurize": 4}  # 3 demos + the episode
+    live["w"] = torch.as_tensor(rng.standard_normal((6, 6)))  # training moves the online encoder
+    np.testing.assert_array_equal(rewarder(episode, step=999), first)  # same frozen features, demos cached
+    assert calls == {"refresh": 1, "featurize": 5}
+    changed = rewarder(episode, step=1000)  # refresh due: new encoder, demos featurized again
+    assert calls == {"refresh": 2, "featurize": 9} and rewarder.refreshed_at == 1000
+    assert not np.allclose(changed, first)
+    restored = OTRewarder(demos, featurize, refresh, refresh_every=1000)
+    restored.load_state_dict(rewarder.state_dict())
+    np.testing.assert_allclose(restored(episode, step=1500), changed)  # no refresh until step 2000
+    assert calls["refresh"] == 2
+    with pytest.raises(ValueError, match="refresh_every"):
+        OTRewarder(demos, featurize, refresh, refresh_every=0)
+
+
 def test_rot_run_from_bc_with_resume(tmp_path):
     common = [f"data_dir={tmp_path}", "suite/metaworld_task=drawer-close", "num_demos_per_task=1",
               "agent.hidden_dim=64", "eval.num_episodes=2", "eval.video=off", "device=cpu"]
@@ -88,3 +121,22 @@ def test_rot_run_from_bc_with_resume(tmp_path):
     after = load_checkpoint(tmp_path / "rot" / "checkpoints" / "latest.pt")
     assert after["step"] == 750 and after["reward_fn"]["scale"] == ckpt["reward_fn"]["scale"]
     assert json.loads((tmp_path / "rot" / "results.json").read_text())["step"] == 750
+
+
+def test_pixel_rot_run_refreshes_reward_encoder(tmp_path):
+    run = tmp_path / "rot"
+    args = [f"hydra.run.dir={run}", f"data_dir={tmp_path}", "agent=drqv2", "obs_type=pixels",
+            "suite/metaworld_task=drawer-close", "suite.env.episode_len=200", "num_demos_per_task=1",
+            "agent.hidden_dim=32", "agent.feature_dim=16", "update_after_steps=50", "agent.num_expl_steps=50",
+            "batch_size=8", "replay_capacity=1000", "ot.update_target_every=150", "save_every_steps=100",
+            "eval.num_episodes=1", "eval.video=off", "device=cpu"]
+    p = run_script("train.py", *args, "num_train_steps=200", "eval_every_steps=200")
+    assert p.returncode == 0, p.stderr[-3000:]
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    # 100-step episodes end at steps 99 and 199: the first refreshes, the second is within 150 steps of it
+    assert ckpt["reward_fn"]["refreshed_at"] == 99 and ckpt["reward_fn"]["scale"] > 0
+    frozen, online = ckpt["agent"]["reward_encoder"], ckpt["agent"]["encoder"]
+    assert not all(torch.equal(frozen[f"0.{k}"], v) for k, v in online.items())  # 100 updates since the copy
+    p = run_script("train.py", *args, "num_train_steps=300", "eval_every_steps=300")
+    assert p.returncode == 0 and "at step 200" in p.stdout + p.stderr
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["reward_fn"]["refreshed_at"] == 299

@@ -78,6 +78,10 @@ class DrQV2Agent:
         self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, trunk,
                              critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        # ROT's target encoder for OT rewards: a frozen copy of encoder + critic trunk, refreshed
+        # only by refresh_reward_encoder(), so demo features stay valid between refreshes
+        self.reward_encoder = nn.Sequential(copy.deepcopy(self.encoder), copy.deepcopy(self.critic.trunk))
+        self.reward_encoder.requires_grad_(False).eval()
         self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)
         self.encoder_bc: nn.Module | None = None
         self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
@@ -103,13 +107,19 @@ class DrQV2Agent:
 
     @torch.no_grad()
     def reward_features(self, obs: np.ndarray, chunk: int = 256) -> torch.Tensor:
-        """Features for optimal-transport rewards (ROT): the target critic's trunk on the encoder's
-        output, float32 (T, feature_dim) for observations (T, ...) of the agent's obs key."""
+        """Features for optimal-transport rewards (ROT's target encoder): the frozen reward encoder
+        (encoder + critic trunk as of the last :meth:`refresh_reward_encoder`), float32
+        (T, feature_dim) for observations (T, ...) of the agent's obs key."""
         out = []
         for i in range(0, len(obs), chunk):
-            x = torch.as_tensor(np.asarray(obs[i:i + chunk]), device=self.device)
-            out.append(self.critic_target.trunk(self.encoder(x)))
+            out.append(self.reward_encoder(torch.as_tensor(np.asarray(obs[i:i + chunk]), device=self.device)))
         return torch.cat(out)
+
+    def refresh_reward_encoder(self) -> None:
+        """Copy the current encoder and critic trunk into the reward encoder (ROT refreshes its
+        target encoder every ``update_target_every`` steps; the rewarder calls this)."""
+        self.reward_encoder[0].load_state_dict(self.encoder.state_dict())
+        self.reward_encoder[1].load_state_dict(self.critic.trunk.state_dict())
 
     def load_bc(self, bc_state: dict[str, Any]) -> None:
         """Start from a BC agent's weights (``BCAgent.state_dict()``): encoder and actor are copied,
@@ -191,6 +201,7 @@ class DrQV2Agent:
     def state_dict(self) -> dict[str, Any]:
         state = {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict(),
                  "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                 "reward_encoder": self.reward_encoder.state_dict(),
                  "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
         if self.actor_bc is not None:
             state["actor_bc"] = self.actor_bc.state_dict()
@@ -200,6 +211,10 @@ class DrQV2Agent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k in ("encoder", "actor", "critic", "critic_target", "actor_opt", "critic_opt"):
             getattr(self, k).load_state_dict(state[k])
+        if "reward_encoder" in state:
+            self.reward_encoder.load_state_dict(state["reward_encoder"])
+        else:  # saved before the reward encoder existed: start it from the loaded networks
+            self.refresh_reward_encoder()
         if "actor_bc" in state:
             self.actor_bc = copy.deepcopy(self.actor).requires_grad_(False)
             self.actor_bc.load_state_dict(state["actor_bc"])

@@ -62,22 +62,35 @@ class OTRewarder:
     Args:
         demos: per demonstration its observations, float (T'_n + 1, D) features, or raw
             observations that ``featurize`` turns into features.
-        featurize: ``(T, ...) array -> torch (T, D)`` features (e.g. the agent's target encoder for
-            pixels); None: the observations are the features (raw states).
+        featurize: ``(T, ...) array -> torch (T, D)`` features (e.g. the agent's frozen reward
+            encoder for pixels); None: the observations are the features (raw states).
+        refresh: called to bring ``featurize`` up to date (ROT copies the online encoder into its
+            target encoder), on the first episode and then once ``refresh_every`` agent steps have
+            passed since the last refresh; the demos' features are computed once per refresh, not
+            per episode. None: ``featurize`` never changes.
+        refresh_every: agent steps between refreshes (ROT's ``update_target_every``).
         eps, num_iters: Sinkhorn ε and iterations.
         target_return: magnitude of the first episode's summed reward; fixes ``scale`` then.
         scale: a fixed scale instead (None: automatic).
 
-    Calling it on an episode's observations (T+1, ...) returns float32 (T,) rewards, ``r_t`` being
-    the reward of the observation ``x_{t+1}`` that step t reached.
+    Calling it on an episode's observations (T+1, ...) at agent step ``step`` returns float32 (T,)
+    rewards, ``r_t`` being the reward of the observation ``x_{t+1}`` that step t reached.
+
+    Raises:
+        ValueError: with no demonstrations, or ``refresh_every`` < 1.
     """
 
     def __init__(self, demos: list[np.ndarray], featurize: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 eps: float = 0.01, num_iters: int = 100, target_return: float = 10.0, scale: float | None = None):
+                 refresh: Callable[[], None] | None = None, refresh_every: int = 10_000, eps: float = 0.01,
+                 num_iters: int = 100, target_return: float = 10.0, scale: float | None = None):
         if not demos:
             raise ValueError("OTRewarder needs at least one demonstration")
-        self.demos, self.featurize = demos, featurize
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every must be at least 1 agent step, got {refresh_every}")
+        self.demos, self.featurize, self.refresh, self.refresh_every = demos, featurize, refresh, refresh_every
         self.eps, self.num_iters, self.target_return, self.scale = eps, num_iters, target_return, scale
+        self.refreshed_at: int | None = None  # agent step of the last refresh
+        self._demo_feats: tuple[torch.Tensor, torch.Tensor] | None = None  # padded (N, T', D), mask (N, T')
 
     def _features(self, obs: np.ndarray) -> torch.Tensor:
         if self.featurize is None:
@@ -85,29 +98,45 @@ class OTRewarder:
         with torch.no_grad():
             return self.featurize(obs).double().cpu()
 
-    def unscaled(self, episode: np.ndarray) -> np.ndarray:
+    def demo_features(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The demos' features, padded to the longest: float64 (N, T'_max, D) and the bool mask
+        (N, T'_max) of real steps; refreshes ``featurize`` first when it is due at ``step``."""
+        due = self.refresh is not None and (self.refreshed_at is None or step - self.refreshed_at >= self.refresh_every)
+        if due:
+            self.refresh()
+            self.refreshed_at, self._demo_feats = step, None
+        if self._demo_feats is None:
+            feats = [self._features(d) for d in self.demos]
+            longest = max(len(f) for f in feats)
+            y = torch.zeros(len(feats), longest, feats[0].shape[-1], dtype=torch.float64)
+            mask = torch.zeros(len(feats), longest, dtype=torch.bool)
+            for i, f in enumerate(feats):
+                y[i, : len(f)], mask[i, : len(f)] = f, True
+            self._demo_feats = y, mask
+        return self._demo_feats
+
+    def unscaled(self, episode: np.ndarray, step: int = 0) -> np.ndarray:
         """Per-observation −Σ_j T*[t,j] C[t,j] against the best-matching demo: float64 (T+1,)."""
+        y, mask = self.demo_features(step)
         x = self._features(episode)
-        feats = [self._features(d) for d in self.demos]
-        longest = max(len(f) for f in feats)
-        y = torch.zeros(len(feats), longest, x.shape[-1], dtype=torch.float64)
-        mask = torch.zeros(len(feats), longest, dtype=torch.bool)
-        for i, f in enumerate(feats):
-            y[i, : len(f)], mask[i, : len(f)] = f, True
-        cost = cosine_cost(x.expand(len(feats), *x.shape), y)
+        cost = cosine_cost(x.expand(len(y), *x.shape), y)
         plan = sinkhorn_plan(cost, mask, self.eps, self.num_iters)
         rewards = -(plan * cost).sum(-1)  # (N, T+1)
         best = int(rewards.sum(-1).argmax())
         return rewards[best].numpy()
 
-    def __call__(self, episode_obs: np.ndarray) -> np.ndarray:
-        r = self.unscaled(episode_obs)[1:]
+    def __call__(self, episode_obs: np.ndarray, step: int = 0) -> np.ndarray:
+        r = self.unscaled(episode_obs, step)[1:]
         if self.scale is None:
             self.scale = self.target_return / max(abs(float(r.sum())), 1e-8)
         return (self.scale * r).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale}
+        return {"scale": self.scale, "refreshed_at": self.refreshed_at}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the scale and the refresh step; the demo features are recomputed at the next
+        call (with ``featurize`` as restored, e.g. the agent's saved reward encoder)."""
         self.scale = state["scale"]
+        self.refreshed_at = state.get("refreshed_at")
+        self._demo_feats = None

@@ -202,17 +202,19 @@ def load_base_policy(cfg: DictConfig, env: gym.Env):
 
 
 def make_ot_rewarder(cfg: DictConfig, agent, demos: list[Episode]):
-    """ROT's optimal-transport rewarder against ``demos``: raw states for features, the agent's
-    target-encoder features of frame stacks for pixels."""
+    """ROT's optimal-transport rewarder against ``demos``: raw states for features; for pixels, the
+    features of frame stacks from the agent's reward (target) encoder, refreshed every
+    ``ot.update_target_every`` agent steps."""
     from polytask.data.buffer import stack_frames
     from polytask.rewards.ot import OTRewarder
 
     if cfg.obs_type == "pixels":
         obs = [stack_frames(ep.obs["pixels"], frame_stack_of(cfg)) for ep in demos]
-        featurize = agent.reward_features
+        featurize, refresh = agent.reward_features, agent.refresh_reward_encoder
     else:
-        obs, featurize = [ep.obs["state"] for ep in demos], None
-    return OTRewarder(obs, featurize, eps=cfg.ot.eps, num_iters=cfg.ot.num_iters, target_return=cfg.ot.target_return)
+        obs, featurize, refresh = [ep.obs["state"] for ep in demos], None, None
+    return OTRewarder(obs, featurize, refresh, refresh_every=int(cfg.ot.update_target_every), eps=cfg.ot.eps,
+                      num_iters=cfg.ot.num_iters, target_return=cfg.ot.target_return)
 
 
 def check_agent_options(agent_cfg: DictConfig) -> None:

@@ -35,7 +35,7 @@ class OnlineTrainer(Trainer):
         env: the training env (one task).
         replay: the replay buffer (saved in checkpoints, so a resumed run keeps its data).
         demos: demonstrations for the agent's BC term (``bc_regularize``), or None.
-        reward_fn: rewards computed at each episode's end from its observations (ROT), used instead
+        reward_fn: rewards computed at each episode's end from its observations and the agent step (ROT), used instead
             of the env's (the episode enters the replay buffer then), or None.
 
     A resumed run starts a new episode: the env's mid-episode state is not restored (the steps of
@@ -162,7 +162,7 @@ class OnlineTrainer(Trainer):
                    "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
         if self.reward_fn is not None:
             t0 = time.perf_counter()
-            rewards = self.reward_fn(np.stack([o[self._obs_key] for o in ep["obs"]]))
+            rewards = self.reward_fn(np.stack([o[self._obs_key] for o in ep["obs"]]), self.step)
             self.seconds["reward"] += time.perf_counter() - t0
             self.replay.add_first(ep["obs"][0])
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
