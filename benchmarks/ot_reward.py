@@ -44,5 +44,6 @@ def main() -> None:
             t = _time(rewarder, frames[0], args.repeats, refresh)
             print(f"pixels ({what}): {t * 1e3:8.1f} ms per episode against {args.demos} demos")
 
+
 if __name__ == "__main__":
     main()
