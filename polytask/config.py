@@ -63,6 +63,18 @@ def base_tag(base_policy) -> str:
     return f"-on-{path.parent.parent.name}-{path.stem}" if len(path.parts) >= 3 else f"-on-{path.stem}"
 
 
+def demos_tag(num_demos, irl=None, load_bc=False, bc_regularize=False) -> str:
+    """``-d<num_demos>`` for a run that learns from demonstrations, ``""`` for one that does not.
+
+    An offline agent (BC, BeT, Diffusion Policy, ...: its config has no ``irl`` option, so ``irl`` is
+    None) always learns from demos; an online one (DrQ-v2, SAC, residual) does when it takes
+    optimal-transport rewards (``irl``), starts from BC weights (``load_bc``) or adds the BC term
+    (``bc_regularize``). Names run directories (``cfgs/config.yaml``) and weights files
+    (:func:`polytask.training.checkpoint.weights_path`), so a DrQ-v2 expert trained on the env reward is
+    ``cheetah_run_m1-features-seed1`` and a ROT run on one demo ``hammer-features-d1-seed1``."""
+    return f"-d{int(num_demos)}" if irl is None or irl or load_bc or bc_regularize else ""
+
+
 def file_stem(path: str) -> str:
     """The file name without directory and suffix: ``data/weights/bc/metaworld/reach-d10.pt -> reach-d10``."""
     from pathlib import Path
@@ -81,6 +93,7 @@ def pyobj(path: str):
 
 _RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyobj": pyobj, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
               "polytask.file_stem": file_stem, "polytask.base_tag": base_tag,
+              "polytask.demos_tag": demos_tag,
               "polytask.cheetah_variants": cheetah_variants}
 for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

@@ -295,9 +295,9 @@ def test_residual_runs_and_weights_are_named_after_their_base():
     assert base_tag("data/weights/bet/metaworld/hammer-features-d10-seed1.pt") == "-on-bet-hammer-features-d10-seed1"
     assert base_tag("base.pt") == "-on-base"
     paths = {weights_path(compose_cfg("agent=residual", "suite/metaworld_task=hammer",
-                                      f"base_policy=data/weights/{a}/metaworld/hammer-features-d10-seed1.pt"), False)
+                                      f"base_policy=data/weights/{a}/metaworld/hammer-features-d10-seed1.pt"))
              for a in ("bet", "diffusion")}
     assert {p.name for p in paths} == {"hammer-features-seed1-on-bet-hammer-features-d10-seed1.pt",
                                        "hammer-features-seed1-on-diffusion-hammer-features-d10-seed1.pt"}
     cfg = compose_cfg("agent=residual", "suite/metaworld_task=hammer", "base_policy=x/y/z.pt")
-    assert weights_path(cfg, True, agent="bc").name == "hammer-features-d10-seed1.pt"
+    assert weights_path(cfg, agent="bc").name == "hammer-features-d10-seed1.pt"

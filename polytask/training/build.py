@@ -82,7 +82,7 @@ def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episod
 
 def bc_train_command(cfg: DictConfig) -> str:
     """The ``train.py`` command that trains BC on the run's suite, tasks, obs_type, demo count and seed
-    (its weights go to ``weights_path(cfg, True, agent="bc")``), for error messages."""
+    (its weights go to ``weights_path(cfg, agent="bc")``), for error messages."""
     return (f"python train.py agent=bc suite={cfg.suite.name} obs_type={cfg.obs_type} "
             f"'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task} seed={cfg.seed} "
             f"data_dir={cfg.data_dir}")
@@ -99,7 +99,7 @@ def load_bc_into(agent, cfg: DictConfig) -> None:
     """
     from polytask.training.checkpoint import weights_path
 
-    path = Path(cfg.bc_weights) if cfg.get("bc_weights") else weights_path(cfg, True, agent="bc")
+    path = Path(cfg.bc_weights) if cfg.get("bc_weights") else weights_path(cfg, agent="bc")
     saved = read_weights(path, how_to_make=f"{bc_train_command(cfg)}\n  or pass bc_weights=<path> (load_bc=true)")
     if saved.get("agent_name", "bc") != "bc":
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
@@ -193,7 +193,7 @@ def load_base_policy(cfg: DictConfig, env: gym.Env):
     """
     from polytask.training.checkpoint import weights_path
 
-    train_bc = (f"{bc_train_command(cfg)}\nthen pass base_policy={weights_path(cfg, True, agent='bc')} "
+    train_bc = (f"{bc_train_command(cfg)}\nthen pass base_policy={weights_path(cfg, agent='bc')} "
                 "(any exported weights file works, e.g. data/weights/diffusion/...)")
     if not cfg.get("base_policy"):
         raise ConfigError(f"agent={cfg.agent.name} decorates a frozen base policy: add base_policy=<weights file>. "

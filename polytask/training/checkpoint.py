@@ -27,15 +27,17 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], name: str = "lat
     return path
 
 
-def weights_path(cfg: Any, with_demos: bool = True, agent: str | None = None) -> Path:
+def weights_path(cfg: Any, agent: str | None = None) -> Path:
     """Where a finished run's weights go: ``<data_dir>/weights/<agent>/<suite>/<tasks>-<obs_type>
-    [-d<num_demos>]-seed<seed>[-on-<base>].pt`` (``agent`` overrides ``cfg.agent.name``, e.g.
-    ``"bc"`` for ``load_bc``). A run that decorates a ``base_policy`` names it: ``<base>`` is the
+    [-d<num_demos>]-seed<seed>[-on-<base>].pt``, with ``-d<num_demos>`` when the run learns from demos
+    (:func:`polytask.config.demos_tag`). ``agent`` names another agent's weights for the same suite,
+    tasks, demo count and seed, trained on the demos (``"bc"`` for ``load_bc`` and BC bases). A run that decorates a ``base_policy`` names it: ``<base>`` is the
     base file's agent folder and stem (``bet-hammer-features-d10-seed1``), so residuals on
     different bases do not overwrite each other."""
-    from polytask.config import base_tag, tasks_tag
+    from polytask.config import base_tag, demos_tag, tasks_tag
 
-    demos = f"-d{cfg.num_demos_per_task}" if with_demos else ""
+    demos = (f"-d{cfg.num_demos_per_task}" if agent is not None else
+             demos_tag(cfg.num_demos_per_task, cfg.get("irl"), cfg.get("load_bc", False), cfg.get("bc_regularize", False)))
     base = base_tag(cfg.get("base_policy")) if agent is None else ""  # the run's own weights, not a named agent's
     name = f"{tasks_tag(cfg.suite.task)}-{cfg.obs_type}{demos}-seed{cfg.seed}{base}.pt"
     return Path(cfg.data_dir) / "weights" / (agent or cfg.agent.name) / cfg.suite.name / name

@@ -64,7 +64,6 @@ class OnlineTrainer(Trainer):
                  demos: DemoBuffer | None = None, reward_fn: OTRewarder | None = None):
         super().__init__(cfg, run_dir, agent, evaluator)
         self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
-        self.uses_demos = demos is not None or reward_fn is not None
         # read once: the config is fixed for the run and these are used at every step
         self._action_repeat = int(cfg.suite.env.get("action_repeat", 1))
         self._update_after, self._update_every = int(cfg.update_after_steps), int(cfg.update_every_steps)

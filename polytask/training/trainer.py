@@ -43,9 +43,6 @@ class Trainer:
         evaluator: the :class:`Evaluator` over the run's tasks.
     """
 
-    #: whether the run learns from demonstrations (their count is then part of the weights' name)
-    uses_demos = True
-
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
         self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
         self.step = 0
@@ -124,7 +121,7 @@ class Trainer:
     def export_weights(self) -> Path:
         """Write the final agent weights to :func:`weights_path` (where ``load_bc`` and snapshot
         experts look for them)."""
-        path = weights_path(self.cfg, self.uses_demos)
+        path = weights_path(self.cfg)
         atomic_torch_save({"agent": self.agent.state_dict(), "agent_name": self.cfg.agent.name, "step": self.step,
                            "config": OmegaConf.to_container(self.cfg, resolve=True), "eval": self.last_eval}, path)
         log.info(f"Weights: {path}")
