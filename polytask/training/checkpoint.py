@@ -36,8 +36,9 @@ def weights_path(cfg: Any, agent: str | None = None) -> Path:
     different bases do not overwrite each other."""
     from polytask.config import base_tag, demos_tag, tasks_tag
 
-    demos = (f"-d{cfg.num_demos_per_task}" if agent is not None else
-             demos_tag(cfg.num_demos_per_task, cfg.get("irl"), cfg.get("load_bc", False), cfg.get("bc_regularize", False)))
+    # a named agent's file is an offline one (no irl option): always tagged
+    uses = () if agent is not None else (cfg.get("irl"), cfg.get("load_bc", False), cfg.get("bc_regularize", False))
+    demos = demos_tag(cfg.num_demos_per_task, *uses)
     base = base_tag(cfg.get("base_policy")) if agent is None else ""  # the run's own weights, not a named agent's
     name = f"{tasks_tag(cfg.suite.task)}-{cfg.obs_type}{demos}-seed{cfg.seed}{base}.pt"
     return Path(cfg.data_dir) / "weights" / (agent or cfg.agent.name) / cfg.suite.name / name
