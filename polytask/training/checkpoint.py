@@ -31,9 +31,9 @@ def weights_path(cfg: Any, agent: str | None = None) -> Path:
     """Where a finished run's weights go: ``<data_dir>/weights/<agent>/<suite>/<tasks>-<obs_type>
     [-d<num_demos>]-seed<seed>[-on-<base>].pt``, with ``-d<num_demos>`` when the run learns from demos
     (:func:`polytask.config.demos_tag`). ``agent`` names another agent's weights for the same suite,
-    tasks, demo count and seed, trained on the demos (``"bc"`` for ``load_bc`` and BC bases). A run that decorates a ``base_policy`` names it: ``<base>`` is the
-    base file's agent folder and stem (``bet-hammer-features-d10-seed1``), so residuals on
-    different bases do not overwrite each other."""
+    tasks, demo count and seed, trained on the demos (``"bc"`` for ``load_bc`` and BC bases). A run
+    that decorates a ``base_policy`` names it: ``<base>`` is the base file's agent folder and stem
+    (``bet-hammer-features-d10-seed1``), so residuals on different bases do not overwrite each other."""
     from polytask.config import base_tag, demos_tag, tasks_tag
 
     # a named agent's file is an offline one (no irl option): always tagged
