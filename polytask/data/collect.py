@@ -58,6 +58,7 @@ class CollectStats:
 
     @property
     def episodes_per_s(self) -> float:
+        """Attempted episodes (kept or not) per wall-clock second."""
         return self.attempts / max(self.seconds, 1e-9)
 
 

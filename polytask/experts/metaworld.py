@@ -25,6 +25,7 @@ class ScriptedExpert:
         self.policy = ENV_POLICY_MAP[f"{task}-v3"]()
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The scripted policy's action for ``obs`` (float32 (4,), in [-1, 1])."""
         with warnings.catch_warnings():  # the policies warn when their gains saturate the action
             warnings.simplefilter("ignore", UserWarning)
             action = self.policy.get_action(obs["state"].astype(np.float64))

@@ -40,6 +40,7 @@ def run_dir_for(cfg: DictConfig) -> Path:
 
 
 def tasks_of(cfg: DictConfig) -> list[str]:
+    """The run's task names (``cfg.suite.task``), in task-id order."""
     return [str(t) for t in cfg.suite.task]
 
 
@@ -59,6 +60,8 @@ def make_agent(cfg: DictConfig, env: gym.Env, **extra):
 
 
 def make_evaluator(cfg: DictConfig) -> Evaluator:
+    """The :class:`Evaluator` over every task of the run, with ``cfg.eval``'s episode count,
+    parallel envs, and whether an episode ends at its first success."""
     return Evaluator(env_factory(cfg), tasks_of(cfg), cfg.eval.num_episodes, cfg.eval.num_envs,
                      cfg.eval.stop_on_success)
 

@@ -17,6 +17,7 @@ class CheckpointError(PolyTaskError, RuntimeError):
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
+    """``<run_dir>/checkpoints``, where ``latest.pt`` (resume) and ``best.pt`` live."""
     return Path(run_dir) / "checkpoints"
 
 

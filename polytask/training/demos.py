@@ -26,6 +26,7 @@ def frame_stack_of(cfg: DictConfig) -> int:
 
 
 def demo_path(cfg: DictConfig, task: str) -> Path:
+    """Where the demos of ``task`` for the run's suite and obs_type live under ``cfg.data_dir``."""
     return dataset_path(cfg.data_dir, dataset_id(cfg.suite.name, task, cfg.obs_type))
 
 
@@ -122,6 +123,7 @@ def load_or_collect_demos(cfg: DictConfig, task: str, env) -> list[Episode]:
 
 
 def relabel_path(cfg: DictConfig, task: str) -> Path:
+    """Where the relabelled distillation data of ``task`` lives (see :func:`relabel_task`)."""
     return dataset_path(cfg.data_dir, dataset_id(cfg.suite.name, task, f"{cfg.obs_type}-relabel"))
 
 

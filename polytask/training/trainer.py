@@ -55,9 +55,11 @@ class Trainer:
         raise NotImplementedError
 
     def extra_state(self) -> dict[str, Any]:
+        """Subclass state to checkpoint beside the agent's (e.g. the replay buffer)."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved, from the whole checkpoint ``state``."""
         pass
 
     def policy(self, obs: dict):
@@ -66,6 +68,8 @@ class Trainer:
 
     # -- shared machinery -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs: agent, step, best score, last eval, RNG states, the
+        resolved config and :meth:`extra_state`."""
         return {"agent": self.agent.state_dict(), "step": self.step, "best_score": self.best_score,
                 "last_eval": self.last_eval, "rng": rng_state(),
                 "config": OmegaConf.to_container(self.cfg, resolve=True), **self.extra_state()}
@@ -84,6 +88,9 @@ class Trainer:
         return True
 
     def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
+        """Run ``cfg.eval`` episodes with :meth:`policy`, log them, and write ``best.pt`` when the
+        (success, return) score beats the best so far. Videos: every eval or only the ``final`` one
+        (``cfg.eval.video``). Returns the eval metrics (success rate, return, ...)."""
         video = self.cfg.eval.video == "all" or (final and self.cfg.eval.video == "final")
         self.agent.train(False)
         start = time.perf_counter()
