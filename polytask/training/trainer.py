@@ -60,7 +60,6 @@ class Trainer:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` saved, from the whole checkpoint ``state``."""
-        pass
 
     def policy(self, obs: dict):
         """Evaluation policy: the agent's mean action (``obs`` also holds ``task_id``)."""
