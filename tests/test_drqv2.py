@@ -158,3 +158,39 @@ def test_updates_per_step_sets_the_update_to_data_ratio(tmp_path, updates_per_st
     # updates start at update_after_steps=100 and come every 2nd step, updates_per_step at a time
     assert len(steps) == 30 * updates_per_step and min(steps) >= 100
     assert all(steps.count(s) == updates_per_step for s in set(steps)) and all(s % 2 == 0 for s in steps)
+
+
+def test_reset_networks_reinitialises_actor_and_critic_only():
+    torch.manual_seed(0)
+    agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
+                       stddev_schedule=0.2, lr=1e-3, critic_layer_norm=True)
+    for _ in range(3):
+        agent.update(_batch("pixels", n=8), step=0)
+    trained = {k: {n: p.clone() for n, p in getattr(agent, k).state_dict().items()}
+               for k in ("encoder", "actor", "critic", "reward_encoder")}
+    agent.reset_networks()
+    changed = {k: any(not torch.equal(v, getattr(agent, k).state_dict()[n]) for n, v in trained[k].items())
+               for k in trained}
+    assert changed == {"encoder": False, "actor": True, "critic": True, "reward_encoder": False}
+    assert all(torch.equal(a, b) for a, b in zip(agent.critic.state_dict().values(),
+                                                   agent.critic_target.state_dict().values()))
+    assert not agent.actor_opt.state and not agent.critic_opt.state  # Adam moments restarted
+    fresh_ln = [m for m in agent.critic.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert fresh_ln and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in fresh_ln)
+    assert np.isfinite(agent.update(_batch("pixels", n=8), step=0)["critic_loss"])
+
+
+def test_trainer_resets_every_reset_every_steps(tmp_path):
+    from polytask.training.build import build_trainer
+    from tests.conftest import compose_cfg
+
+    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close") if not a.startswith("hydra.")]
+    cfg = compose_cfg(*args, "num_train_steps=250", "reset_every_steps=100", "eval_every_steps=1000",
+                      "eval.num_episodes=1", "save_every_steps=1000")
+    trainer = build_trainer(cfg, run_dir=tmp_path / "run")
+    resets = []
+    trainer.agent.reset_networks = lambda: resets.append(trainer.step)
+    trainer.run()
+    assert resets == [100, 200]
+    with pytest.raises(ValueError, match="reset_every_steps=-1"):
+        build_trainer(compose_cfg(*args, "reset_every_steps=-1"), run_dir=tmp_path / "bad")

@@ -22,7 +22,7 @@ from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.agents.qlearning import td_target, update_twin_critic
-from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, soft_update
+from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
 
@@ -85,9 +85,27 @@ class DrQV2Agent:
         self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)
         self.encoder_bc: nn.Module | None = None
         self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()), lr=lr)
+        self.lr = lr
+        self._make_optimizers()
         self.train(True)
+
+    def _make_optimizers(self) -> None:
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.lr)
+        self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()),
+                                           lr=self.lr)
+
+    def reset_networks(self) -> None:
+        """Re-initialise actor, critic and target critic and restart their optimisers, keeping the
+        encoder (pixels), the frozen BC policy and the reward encoder: the periodic reset of
+        Nikishin et al. (2022, "The Primacy Bias in Deep Reinforcement Learning", Sec. 4), which
+        relearns from the replay buffer. The trainer calls it every ``reset_every_steps``."""
+        for net in (self.actor, self.critic):
+            for m in net.modules():
+                if isinstance(m, nn.LayerNorm):
+                    m.reset_parameters()
+            net.apply(orthogonal_init)  # every Linear, as at construction
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self._make_optimizers()
 
     def train(self, training: bool = True) -> None:
         for m in (self.encoder, self.actor, self.critic):

@@ -52,6 +52,8 @@ class OnlineTrainer(Trainer):
       agent's base actions).
     - ``check_frozen()``: called before the final weights are exported; raises if frozen weights
       changed.
+    - ``reset_networks()``: called every ``cfg.reset_every_steps`` agent steps (0: never), before that
+      step's updates; the replay buffer is kept (periodic resets, Nikishin et al. 2022).
 
     With ``cfg.sparse_reward`` the reward stored and learnt from is the env's ``info["success"]``
     (0/1) plus ``cfg.sparse_reward_offset`` (default 0; Policy Decorator uses −1: −1 per step until
@@ -71,6 +73,11 @@ class OnlineTrainer(Trainer):
         if self._update_every < 1 or self._updates_per_step < 1:
             raise ValueError(f"update_every_steps ({self._update_every}) and updates_per_step "
                              f"({self._updates_per_step}) must be at least 1")
+        self._reset_every = int(cfg.get("reset_every_steps", 0) or 0)
+        if self._reset_every < 0 or (self._reset_every and not hasattr(agent, "reset_networks")):
+            raise ValueError(f"reset_every_steps={self._reset_every}: must be 0 (never) or a positive number of "
+                             f"agent steps, for an agent with reset_networks() (agent={cfg.agent.name} "
+                             f"{'has' if hasattr(agent, 'reset_networks') else 'lacks'} it)")
         self._batch_size = int(cfg.batch_size)
         self._obs_key = "pixels" if cfg.obs_type == "pixels" else "state"
         self._sparse_reward = bool(cfg.get("sparse_reward", False))
@@ -202,6 +209,9 @@ class OnlineTrainer(Trainer):
             metrics.update(self._end_episode())
         else:
             self._obs = obs
+        if self._reset_every and self.step > 0 and self.step % self._reset_every == 0:
+            self.agent.reset_networks()
+            log.info(f"[reset] step={self.step}: actor and critic re-initialised (reset_every_steps={self._reset_every})")
         if (self.step >= self._update_after and self.step % self._update_every == 0
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()
