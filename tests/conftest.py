@@ -13,6 +13,9 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The end-to-end runs take this device override: CPU by default, so results are deterministic;
+# POLYTASK_TEST_DEVICE=cuda runs them on a GPU (device=auto picks CUDA when present).
+DEVICE = f"device={os.environ.get('POLYTASK_TEST_DEVICE', 'cpu')}"
 
 
 def compose_cfg(*overrides: str):
@@ -62,7 +65,7 @@ def online_run_args(run_dir: Path, data_dir: Path, agent: str, task: str) -> lis
     return [f"hydra.run.dir={run_dir}", f"data_dir={data_dir}", f"agent={agent}", "irl=false",
             f"suite/metaworld_task={task}", "update_after_steps=100", "agent.num_expl_steps=100",
             "log_every_steps=50", "save_every_steps=100", "eval.num_episodes=2", "eval.video=off",
-            "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32", "device=cpu"]
+            "agent.hidden_dim=64", "replay_capacity=5000", "batch_size=32", DEVICE]
 
 
 def random_episode(env) -> tuple[int, float, bool, dict]:

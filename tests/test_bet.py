@@ -12,7 +12,7 @@ from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import load_episodes
 from polytask.nets.gpt import CausalTransformer
 from polytask.training.demos import demo_path
-from tests.conftest import compose_cfg, run_script, trained_and_restored
+from tests.conftest import DEVICE, compose_cfg, run_script, trained_and_restored
 
 pytest.importorskip("sklearn")
 
@@ -112,7 +112,7 @@ def test_train_bet_end_to_end_and_load_exported_weights(data_dir, tmp_path):
     overrides = [f"data_dir={data_dir}", f"hydra.run.dir={run}", "agent=bet", "suite/metaworld_task=drawer-close",
                  "num_demos_per_task=3", "num_train_steps=20", "batch_size=16", "log_every_steps=10",
                  "save_every_steps=10", "eval_every_steps=20", "eval.num_episodes=2", "eval.num_envs=2",
-                 "eval.video=off", "agent.n_layer=1", "agent.n_embd=32", "agent.n_bins=8", "device=cpu"]
+                 "eval.video=off", "agent.n_layer=1", "agent.n_embd=32", "agent.n_bins=8", DEVICE]
     p = run_script("train.py", *overrides)
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads((run / "results.json").read_text())["step"] == 20

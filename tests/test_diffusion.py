@@ -12,7 +12,7 @@ from polytask.agents.sequence import PolicyMemory
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import Episode
 from polytask.nets.unet1d import ConditionalUnet1D
-from tests.conftest import compose_cfg, run_script, trained_and_restored
+from tests.conftest import DEVICE, compose_cfg, run_script, trained_and_restored
 
 pytest.importorskip("diffusers")
 
@@ -172,7 +172,7 @@ def test_train_diffusion_end_to_end_and_load_exported_weights(data_dir, tmp_path
                  "num_demos_per_task=3", "num_train_steps=20", "batch_size=16", "log_every_steps=10",
                  "save_every_steps=10", "eval_every_steps=20", "eval.num_episodes=2", "eval.num_envs=2",
                  "eval.video=off", "agent.down_dims=[16,32,64]", "agent.step_embed_dim=16",
-                 "agent.num_inference_steps=2", "device=cpu"]
+                 "agent.num_inference_steps=2", DEVICE]
     p = run_script("train.py", *overrides)
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads((run / "results.json").read_text())["step"] == 20

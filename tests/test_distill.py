@@ -13,7 +13,7 @@ from polytask.data.goals import language_goals, onehot_goals
 from polytask.experts.metaworld import ScriptedExpert
 from polytask.suites.metaworld import make
 from polytask.training.demos import load_or_relabel, relabel_path, relabel_task
-from tests.conftest import ROOT, run_script
+from tests.conftest import DEVICE, ROOT, run_script
 
 
 def _distill_cfg(*overrides):
@@ -97,7 +97,7 @@ def test_train_distill_end_to_end(tmp_path):
     run = tmp_path / "run"
     p = run_script("train_distill.py", f"data_dir={tmp_path}", f"hydra.run.dir={run}", "num_envs_to_distil=2",
                    "relabel.episodes_per_task=2", "num_train_steps=200", "eval_every_steps=200",
-                   "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=64", "device=cpu")
+                   "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=64", DEVICE)
     assert p.returncode == 0, p.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert {"button-press/success", "button-press-wall/success", "success"} <= set(results)
@@ -111,7 +111,7 @@ def test_local_multirun_and_gather(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     p = run_script("train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}",
                    "suite/metaworld_task=drawer-close", "num_demos_per_task=3", "num_train_steps=30",
-                   "eval.num_episodes=1", "eval.video=off", "agent.hidden_dim=32", "seed=1,2", "device=cpu")
+                   "eval.num_episodes=1", "eval.video=off", "agent.hidden_dim=32", "seed=1,2", DEVICE)
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted(sweep.rglob("results.json"))
     assert [r.parent.name for r in results] == ["seed1", "seed2"]  # run dirs named by task and seed

@@ -3,11 +3,11 @@
 import json
 
 from polytask.data.demos import load_episodes
-from tests.conftest import run_script
+from tests.conftest import DEVICE, run_script
 
 
 def test_dmc_expert_demos_then_bc(tmp_path):
-    data = [f"data_dir={tmp_path}", "suite=dmc", "suite.task_id=[1]", "obs_type=features", "device=cpu"]
+    data = [f"data_dir={tmp_path}", "suite=dmc", "suite.task_id=[1]", "obs_type=features", DEVICE]
     # without an expert the BC command says how to make one
     p = run_script("train.py", "agent=bc", f"hydra.run.dir={tmp_path / 'bc0'}", *data, "num_demos_per_task=2")
     out = p.stdout + p.stderr

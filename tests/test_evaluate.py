@@ -3,18 +3,18 @@
 
 import json
 
-from tests.conftest import run_script
+from tests.conftest import DEVICE, run_script
 
 
 def test_evaluate_reproduces_the_runs_final_eval(data_dir, tmp_path):
     common = [f"data_dir={data_dir}", "suite/metaworld_task=drawer-close", "num_demos_per_task=3", "seed=3",
-              "device=cpu"]
+              DEVICE]
     bc = run_script("train.py", f"hydra.run.dir={tmp_path / 'bc'}", "agent=bc", "agent.hidden_dim=64",
                     "num_train_steps=100", "eval.num_episodes=3", "eval.video=off", *common)
     assert bc.returncode == 0, bc.stderr[-2000:]
     trained = json.loads((tmp_path / "bc" / "results.json").read_text())
     weights = data_dir / "weights" / "bc" / "metaworld" / "drawer-close-features-d3-seed3.pt"
-    p = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=3", "device=cpu",
+    p = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=3", DEVICE,
                    f"hydra.run.dir={tmp_path / 'ev'}")
     assert p.returncode == 0, p.stderr[-2000:]
     scored = json.loads((tmp_path / "ev" / "results.json").read_text())

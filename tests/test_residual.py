@@ -21,7 +21,7 @@ from polytask.suites import make_env
 from polytask.training.build import load_policy
 from polytask.training.checkpoint import load_checkpoint
 from polytask.training.online import OnlineTrainer
-from tests.conftest import compose_cfg, run_script
+from tests.conftest import DEVICE, compose_cfg, run_script
 
 SHAPES = {"state": (39,)}
 
@@ -165,7 +165,7 @@ def test_trainer_stores_base_actions_and_passes_episode_flags(tmp_path):
     """Base actions are computed when observations arrive, stored in the replay buffer, and match the
     base policy on sampled next observations; the base sees is_first at each episode's first step."""
     cfg = compose_cfg("agent=residual", "base_policy=unused.pt", "prog_explore=0", "update_after_steps=8",
-                      "batch_size=16", "update_every_steps=1", "device=cpu", "success_terminates=false",
+                      "batch_size=16", "update_every_steps=1", DEVICE, "success_terminates=false",
                       "sparse_reward_offset=0")
     base = _base()
     calls = []
@@ -201,7 +201,7 @@ def test_trainer_stores_base_actions_and_passes_episode_flags(tmp_path):
 def test_residual_defaults_end_episodes_at_success_with_negative_sparse_reward(tmp_path):
     """The residual config's reward, as in Policy Decorator: -1 per step until success, 0 at the
     success step, which ends the episode as terminated (so it is not bootstrapped)."""
-    cfg = compose_cfg("agent=residual", "base_policy=unused.pt", "update_after_steps=100", "device=cpu")
+    cfg = compose_cfg("agent=residual", "base_policy=unused.pt", "update_after_steps=100", DEVICE)
     agent = _agent(_base(), res_scale=0.2)
     replay = ReplayBuffer(100, {"state": (39,), **agent.extra_obs_shapes}, 4, nstep=1, seed=0)
     trainer = OnlineTrainer(cfg, tmp_path, agent, None, TinyEnv(), replay)
@@ -240,7 +240,7 @@ def test_load_policy_errors_and_fit(tmp_path):
 
 def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     common = [f"data_dir={data_dir}", "suite/metaworld_task=drawer-close", "num_demos_per_task=3", "seed=7",
-              "eval.num_episodes=2", "eval.video=off", "device=cpu"]
+              "eval.num_episodes=2", "eval.video=off", DEVICE]
     bc_weights = data_dir / "weights" / "bc" / "metaworld" / "drawer-close-features-d3-seed7.pt"
     res = [f"hydra.run.dir={tmp_path / 'res'}", "agent=residual", "agent.hidden_dim=64", "prog_explore=200",
            "res_scale=0.2", "update_after_steps=100", "log_every_steps=50", "save_every_steps=100",

@@ -9,7 +9,7 @@ import torch
 
 from polytask.rewards.ot import OTRewarder, cosine_cost, sinkhorn_plan
 from polytask.training.checkpoint import load_checkpoint
-from tests.conftest import run_script
+from tests.conftest import DEVICE, run_script
 
 
 def test_sinkhorn_marginals_and_agreement_with_pot():
@@ -92,7 +92,7 @@ def test_demo_features_computed_once_per_refresh():
 
 def test_rot_run_from_bc_with_resume(tmp_path):
     common = [f"data_dir={tmp_path}", "suite/metaworld_task=drawer-close", "num_demos_per_task=1",
-              "agent.hidden_dim=64", "eval.num_episodes=2", "eval.video=off", "device=cpu"]
+              "agent.hidden_dim=64", "eval.num_episodes=2", "eval.video=off", DEVICE]
     rot = [f"hydra.run.dir={tmp_path / 'rot'}", "agent=drqv2", "load_bc=true", "bc_regularize=true",
            "update_after_steps=250", "log_every_steps=50", "save_every_steps=250", "replay_capacity=3000",
            "batch_size=32", *common]
@@ -129,7 +129,7 @@ def test_pixel_rot_run_refreshes_reward_encoder(tmp_path):
             "suite/metaworld_task=drawer-close", "suite.env.episode_len=200", "num_demos_per_task=1",
             "agent.hidden_dim=32", "agent.feature_dim=16", "update_after_steps=50", "agent.num_expl_steps=50",
             "batch_size=8", "replay_capacity=1000", "ot.update_target_every=150", "save_every_steps=100",
-            "eval.num_episodes=1", "eval.video=off", "device=cpu"]
+            "eval.num_episodes=1", "eval.video=off", DEVICE]
     p = run_script("train.py", *args, "num_train_steps=200", "eval_every_steps=200")
     assert p.returncode == 0, p.stderr[-3000:]
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")

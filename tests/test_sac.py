@@ -11,7 +11,7 @@ from polytask.agents.sac import SACAgent
 from polytask.errors import ConfigError
 from polytask.nets.mlp import GaussianActor
 from polytask.training.checkpoint import load_checkpoint
-from tests.conftest import online_run_args, run_script, torch_round_trip
+from tests.conftest import DEVICE, online_run_args, run_script, torch_round_trip
 
 SHAPES = {"state": (39,)}
 
@@ -131,7 +131,7 @@ def test_sac_learns_cartpole_balance(tmp_path):
                    "suite.task=[cartpole_balance]", "irl=false", "num_train_steps=6000", "update_after_steps=1000",
                    "agent.num_expl_steps=1000", "agent.init_temperature=0.1", "eval_every_steps=6000",
                    "save_every_steps=6000", "log_every_steps=500", "eval.num_episodes=3", "eval.video=off",
-                   "device=cpu", timeout=1800)
+                   DEVICE, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["return"] > 550, results  # uniform random actions score ~350; 650 here at step 6000

@@ -16,14 +16,14 @@ from polytask.training.build import build_trainer
 from polytask.training.checkpoint import load_checkpoint
 from polytask.training.trainer import NonFiniteLossError
 from polytask.utils import atomic_torch_save
-from tests.conftest import ROOT, compose_cfg, run_script
+from tests.conftest import DEVICE, ROOT, compose_cfg, run_script
 
 
 def _overrides(data_dir, run_dir, steps=300, seed=1):
     return [f"data_dir={data_dir}", f"hydra.run.dir={run_dir}", "suite/metaworld_task=drawer-close",
             "num_demos_per_task=3", f"num_train_steps={steps}", "log_every_steps=25", "save_every_steps=50",
             f"eval_every_steps={steps}", "eval.num_episodes=4", "eval.num_envs=4", "eval.video=final",
-            "agent.hidden_dim=256", "agent.lr=1e-3", f"seed={seed}", "device=cpu"]
+            "agent.hidden_dim=256", "agent.lr=1e-3", f"seed={seed}", DEVICE]
 
 
 def _csv(path, column):
