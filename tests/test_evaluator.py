@@ -1,11 +1,15 @@
-"""The evaluator's batched episodes: per-slot episode starts for policies with memory."""
+"""The evaluator's batched episodes (per-slot episode starts for policies with memory) and its videos."""
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
+import logging
 
-from polytask.training.evaluator import Evaluator
+import gymnasium as gym
+import imageio
+import numpy as np
+import pytest
+
+from polytask.training.evaluator import Evaluator, write_video
 
 
 class CountdownEnv(gym.Env):
@@ -39,3 +43,22 @@ def test_policy_sees_env_slots_and_episode_starts():
     # slots drop out as their episodes end; a slot's state counts down on consecutive calls
     assert [c["env_index"].tolist() for c in calls[:5]] == [[0, 1, 2]] * 3 + [[1, 2], [2]]
     assert [float(c["state"][-1, 0]) for c in calls[:5]] == [5, 4, 3, 2, 1]
+
+
+def test_video_is_written_and_a_missing_mp4_backend_only_warns(tmp_path, monkeypatch, caplog):
+    frames = [np.full((16, 16, 3), i * 40, np.uint8) for i in range(5)]
+    write_video(tmp_path / "ok.mp4", frames)
+    assert len(imageio.mimread(tmp_path / "ok.mp4")) == 5
+
+    def no_backend(*args, **kwargs):
+        raise ValueError("Could not find a backend to open `x.mp4`` with iomode `wI`.")
+    monkeypatch.setattr(imageio, "mimsave", no_backend)
+    with caplog.at_level(logging.WARNING, logger="polytask"):
+        write_video(tmp_path / "missing.mp4", frames)
+    assert "pip install imageio-ffmpeg" in caplog.text and not (tmp_path / "missing.mp4").exists()
+
+    def broken(*args, **kwargs):
+        raise ValueError("frames have different shapes")
+    monkeypatch.setattr(imageio, "mimsave", broken)
+    with pytest.raises(ValueError, match="different shapes"):  # other errors are not swallowed
+        write_video(tmp_path / "bad.mp4", frames)

@@ -104,11 +104,20 @@ class Evaluator:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 30) -> None:
-    """Write uint8 (H, W, 3) frames to an mp4 (H.264 through imageio-ffmpeg)."""
+    """Write uint8 (H, W, 3) frames to an mp4 (H.264 through imageio-ffmpeg).
+
+    Where imageio has no mp4 backend (imageio-ffmpeg missing) the video is skipped with a warning that
+    says how to install one, so that a run is not lost at its final eval for want of a video."""
     import imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+    try:
+        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+    except ValueError as e:
+        if "Could not find a backend" not in str(e):
+            raise
+        log.warning("video %s not written: imageio has no mp4 backend (pip install imageio-ffmpeg, or "
+                    "eval.video=off)", path)
 
 
 def results_table(tasks: list[str], metrics: dict[str, float]) -> str:
