@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from polytask.agents.bc import BCAgent
 from polytask.utils import resolve_device
+from timing import seconds_per_call  # benchmarks/timing.py
 
 
 def main() -> None:
@@ -28,15 +28,7 @@ def main() -> None:
         batch = {"action": torch.rand(args.batch_size, 4) * 2 - 1}
         batch[key] = (torch.randint(0, 256, (args.batch_size, *shapes[key]), dtype=torch.uint8) if key == "pixels"
                       else torch.randn(args.batch_size, *shapes[key]))
-        agent.update(batch)  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(args.updates):
-            agent.update(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        per = (time.perf_counter() - start) / args.updates
+        per = seconds_per_call(lambda: agent.update(batch), args.updates, device)
         print(f"{obs_type:8s} on {device}: {per * 1e3:8.1f} ms/update, {per * 1000 / 60:6.1f} min per 1k updates "
               f"(batch {args.batch_size}, {torch.get_num_threads()} threads)")
 

@@ -8,7 +8,6 @@ for batch 1 and 10 (the evaluator's envs), DDIM with 1–20 steps and DDPM with 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from omegaconf import OmegaConf
 
 from polytask.agents.diffusion import DiffusionAgent
 from polytask.utils import resolve_device
+from timing import seconds_per_call  # benchmarks/timing.py
 
 CONFIG = Path(__file__).resolve().parents[1] / "cfgs" / "agent" / "diffusion.yaml"
 
@@ -41,15 +41,8 @@ def main() -> None:
         row = []
         for batch in (1, 10):
             hist = np.random.default_rng(0).standard_normal((batch, agent.obs_horizon, 39)).astype(np.float32)
-            agent.sample_chunks(hist, steps, sampler)  # warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(args.repeats):
-                agent.sample_chunks(hist, steps, sampler)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            row.append((time.perf_counter() - start) / args.repeats * 1e3)
+            row.append(seconds_per_call(lambda: agent.sample_chunks(hist, steps, sampler), args.repeats,
+                                        device, warmup=1) * 1e3)
         print(f"{sampler:8s} {steps:5d} {row[0]:10.1f} {row[1]:10.1f}")
 
 

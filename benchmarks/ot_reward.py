@@ -15,6 +15,7 @@ import numpy as np
 
 from polytask.agents.drqv2 import DrQV2Agent
 from polytask.rewards.ot import OTRewarder
+from polytask.utils import resolve_device
 
 
 def _time(rewarder: OTRewarder, episode: np.ndarray, repeats: int, refresh: bool) -> float:
@@ -31,18 +32,19 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pixels", action="store_true", help="also time pixel features (encoder forward)")
+    parser.add_argument("--device", default="auto", help="where the pixel encoder runs")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     demos = [rng.standard_normal((args.steps + 1, 39)) for _ in range(args.demos)]
     t = _time(OTRewarder(demos), rng.standard_normal((args.steps + 1, 39)), args.repeats, refresh=False)
     print(f"states (39-d): {t * 1e3:8.1f} ms per {args.steps}-step episode against {args.demos} demos")
     if args.pixels:
-        agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels")
+        agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", device=resolve_device(args.device))
         frames = [rng.integers(0, 256, (args.steps + 1, 9, 84, 84), dtype=np.uint8) for _ in range(args.demos)]
         rewarder = OTRewarder(frames, agent.reward_features, agent.refresh_reward_encoder)
         for refresh, what in ((False, "demo features cached"), (True, "at a refresh, demos re-encoded")):
             t = _time(rewarder, frames[0], args.repeats, refresh)
-            print(f"pixels ({what}): {t * 1e3:8.1f} ms per episode against {args.demos} demos")
+            print(f"pixels on {agent.device} ({what}): {t * 1e3:8.1f} ms per episode against {args.demos} demos")
 
 
 if __name__ == "__main__":
