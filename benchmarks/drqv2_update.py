@@ -6,8 +6,9 @@ with and without ROT's BC term (a second, demo batch through the actor).
     python benchmarks/drqv2_update.py --device cuda
 
 Features use cheetah_run's sizes (17-d state, 6-d action) and ``recipe=drqv2_state``'s networks (2
-hidden layers, LayerNorm in the critic); pixels use Meta-World's (4-d action) and DrQ-v2's defaults
-(the `agent=drqv2` config: 1024 wide, feature_dim 512). One agent step costs ``updates_per_step / update_every_steps`` updates.
+hidden layers, LayerNorm in the critic); pixels use Meta-World's (4-d action) and the ``agent=drqv2``
+config's networks (1024 wide, feature_dim 512, as ROT). One agent step costs
+``updates_per_step / update_every_steps`` updates.
 """
 
 from __future__ import annotations
