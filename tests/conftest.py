@@ -14,7 +14,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The end-to-end runs take this device override: CPU by default, so results are deterministic;
-# POLYTASK_TEST_DEVICE=cuda runs them on a GPU (device=auto picks CUDA when present).
+# POLYTASK_TEST_DEVICE=cuda (or auto: CUDA when present) runs them on a GPU.
 DEVICE = f"device={os.environ.get('POLYTASK_TEST_DEVICE', 'cpu')}"
 
 
