@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.agents.qlearning import td_target, update_twin_critic
+from polytask.agents.qlearning import td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
@@ -42,6 +42,8 @@ class DrQV2Agent:
             Tanh) in front of the actor and critic MLPs, as pixels always have; BC must use the same
             setting for ``load_bc``.
         critic_target_tau: Polyak rate τ.
+        twin_q: how the twin Qs combine in the TD target, the actor objective and the Q-filter:
+            ``"min"`` (clipped double Q, DrQ-v2) or ``"mean"`` (:func:`polytask.agents.qlearning.twin_q_reduce`).
         stddev_schedule: exploration σ, a number or ``"linear(init,final,steps)"``.
         stddev_clip: noise clip in the updates.
         num_expl_steps: uniform random actions before this many agent steps.
@@ -55,18 +57,21 @@ class DrQV2Agent:
                  device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
                  hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
                  critic_layer_norm: bool = False, state_trunk: bool = False,
-                 critic_target_tau: float = 0.01, stddev_schedule: str | float = "linear(1.0,0.1,250000)",
+                 critic_target_tau: float = 0.01, twin_q: str = "min", stddev_schedule: str | float = "linear(1.0,0.1,250000)",
                  stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
                  bc_regularize: bool = False, bc_weight_type: str = "qfilter",
                  bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5,
                  bc_stddev: float = 0.1):
         if bc_weight_type not in ("qfilter", "schedule"):
             raise ValueError(f"bc_weight_type must be 'qfilter' or 'schedule', got {bc_weight_type!r}")
+        if twin_q not in ("min", "mean"):
+            raise ValueError(f"twin_q must be 'min' (clipped double Q) or 'mean', got {twin_q!r}")
         self.device = torch.device(device)
         self.obs_key = "pixels" if obs_type == "pixels" else "state"
         self.action_dim = action_dim
         self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
         self.num_expl_steps = num_expl_steps
+        self.twin_q = twin_q
         self.bc_regularize, self.bc_weight_type = bc_regularize, bc_weight_type
         self.bc_weight_schedule, self.bc_alpha, self.bc_stddev = bc_weight_schedule, bc_alpha, bc_stddev
         shape = tuple(obs_shapes[self.obs_key])
@@ -183,12 +188,12 @@ class DrQV2Agent:
     def _update_critic(self, h, action, reward, discount, h_next, std) -> dict[str, float]:
         with torch.no_grad():
             next_action = clipped_noise_sample(self.actor(h_next), std, self.stddev_clip)
-        target = td_target(self.critic_target, h_next, next_action, reward, discount)
+        target = td_target(self.critic_target, h_next, next_action, reward, discount, twin_q=self.twin_q)
         return update_twin_critic(self.critic, self.critic_opt, h, action, target)
 
     def _update_actor(self, obs, h, std, step, demo_batch) -> dict[str, float]:
         action = clipped_noise_sample(self.actor(h), std, self.stddev_clip)
-        q = torch.min(*self.critic(h, action))
+        q = twin_q_reduce(*self.critic(h, action), self.twin_q)
         metrics = {"stddev": std}
         if not self.bc_regularize:
             loss = -q.mean()
@@ -199,7 +204,7 @@ class DrQV2Agent:
                 if self.actor_bc is None:
                     raise ValueError("bc_weight_type=qfilter needs the BC policy: start from BC weights (load_bc)")
                 with torch.no_grad():
-                    q_bc = torch.min(*self.critic(h, self.actor_bc(self.encoder_bc(obs))))
+                    q_bc = twin_q_reduce(*self.critic(h, self.actor_bc(self.encoder_bc(obs))), self.twin_q)
                     lam = (q_bc > q).float().mean().item()
             else:
                 lam = schedule(self.bc_weight_schedule, step)

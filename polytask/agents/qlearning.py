@@ -16,21 +16,38 @@ import torch
 from torch import nn
 
 
+def twin_q_reduce(q1: torch.Tensor, q2: torch.Tensor, how: str = "min") -> torch.Tensor:
+    """Combine twin Q estimates, each float32 (B, 1): ``"min"`` is clipped double Q (Fujimoto et al.
+    2018, Eq. 10), the pessimistic default; ``"mean"`` is the risk-neutral estimate that Nauman et al.
+    (2024, "Bigger, Regularized, Optimistic", Sec. 4) find learns faster on DMC once the critic is
+    regularised (LayerNorm).
+
+    Raises:
+        ValueError: for any other ``how``.
+    """
+    if how == "min":
+        return torch.min(q1, q2)
+    if how == "mean":
+        return 0.5 * (q1 + q2)
+    raise ValueError(f"twin Q reduction must be 'min' or 'mean', got {how!r}")
+
+
 @torch.no_grad()
 def td_target(critic_target: nn.Module, h_next: torch.Tensor, next_action: torch.Tensor, reward: torch.Tensor,
-              discount: torch.Tensor, next_bonus: torch.Tensor | None = None) -> torch.Tensor:
-    """``R + γ^m · (min(Q1', Q2')(h', a') − bonus)``.
+              discount: torch.Tensor, next_bonus: torch.Tensor | None = None, twin_q: str = "min") -> torch.Tensor:
+    """``R + γ^m · (min(Q1', Q2')(h', a') − bonus)`` (``twin_q="mean"``: the mean of Q1', Q2').
 
     Args:
         critic_target: twin critic ``(h, a) -> (q1, q2)``, each (B, 1).
         h_next: float32 (B, ...) next representations; next_action float32 (B, A).
         reward, discount: float32 (B, 1).
         next_bonus: float32 (B, 1) subtracted from the target Q (SAC: α·log π(a'|s')), or None.
+        twin_q: ``"min"`` or ``"mean"`` (:func:`twin_q_reduce`).
 
     Returns:
         float32 (B, 1), without gradient.
     """
-    q_next = torch.min(*critic_target(h_next, next_action))
+    q_next = twin_q_reduce(*critic_target(h_next, next_action), twin_q)
     if next_bonus is not None:
         q_next = q_next - next_bonus
     return reward + discount * q_next
