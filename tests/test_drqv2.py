@@ -8,6 +8,7 @@ import torch
 
 from polytask.agents.bc import BCAgent
 from polytask.agents.drqv2 import DrQV2Agent
+from polytask.agents.qlearning import td_target
 from polytask.data.replay import ReplayBuffer
 from polytask.training.checkpoint import load_checkpoint
 from polytask.utils import schedule
@@ -37,6 +38,27 @@ def test_update_reduces_critic_loss_on_fixed_batch(obs_type, layer_norm, state_t
     batch = _batch(obs_type)
     losses = [agent.update(batch, step=0)["critic_loss"] for _ in range(40 if obs_type == "features" else 15)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_twin_q_mean_target_lies_between_the_min_and_max_of_the_twin_targets():
+    torch.manual_seed(0)
+    small = dict(hidden_dim=32, feature_dim=16, hidden_depth=1)
+    agents = {how: DrQV2Agent({"state": (39,)}, 4, "features", stddev_schedule=0.2, lr=1e-3, twin_q=how, **small)
+              for how in ("min", "mean")}
+    agents["mean"].load_state_dict(agents["min"].state_dict())
+    batch = _batch("features")
+    h_next, action = batch["next_obs"]["state"], torch.rand(64, 4) * 2 - 1
+    reward, discount = batch["reward"].unsqueeze(-1), batch["discount"].unsqueeze(-1)
+    q1, q2 = agents["min"].critic_target(h_next, action)
+    targets = {how: td_target(agents[how].critic_target, h_next, action, reward, discount, twin_q=agents[how].twin_q)
+               for how in agents}
+    assert torch.allclose(targets["min"], reward + discount * torch.min(q1, q2))
+    assert torch.allclose(targets["mean"], reward + discount * (q1 + q2) / 2)
+    assert (targets["mean"] >= targets["min"]).all() and (targets["mean"] > targets["min"]).any()
+    losses = [agents["mean"].update(batch, step=0)["critic_loss"] for _ in range(40)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    with pytest.raises(ValueError, match="twin_q must be"):
+        DrQV2Agent({"state": (39,)}, 4, "features", twin_q="max", **small)
 
 
 def test_state_trunk_bc_weights_load_only_into_a_matching_actor():

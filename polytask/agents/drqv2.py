@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.agents.qlearning import td_target, twin_q_reduce, update_twin_critic
+from polytask.agents.qlearning import actor_step, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
@@ -215,9 +215,7 @@ class DrQV2Agent:
             bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
             loss = -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc
             metrics.update(bc_weight=lam, bc_loss=bc.item())
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
+        actor_step(loss, self.actor_opt)
         metrics["actor_loss"] = loss.item()
         return metrics
 

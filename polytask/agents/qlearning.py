@@ -71,3 +71,16 @@ def update_twin_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, h: t
     loss.backward()
     optimizer.step()
     return {"critic_loss": loss.item(), "q": q1.mean().item(), "target_q": target.mean().item()}
+
+
+def actor_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """One optimiser step on ``loss`` that back-propagates into the optimiser's parameters only.
+
+    The actor objective −Q(s, π(s)) runs through the critic; a plain ``loss.backward()`` would also
+    compute the critic's weight gradients, which the actor step discards (the critic step clears
+    them). Restricting autograd to the actor's parameters gives the same actor update for less work.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    optimizer.step()

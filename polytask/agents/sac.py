@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.agents.qlearning import td_target, update_twin_critic
+from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, soft_update
 
@@ -152,9 +152,7 @@ class SACAgent:
         q = torch.min(*self.critic(state, self.execute(obs, squashed)))
         alpha = self.alpha.detach()
         actor_loss = (alpha * log_prob - q).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+        actor_step(actor_loss, self.actor_opt)
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
