@@ -88,6 +88,7 @@ def test_unknown_task_exits_with_valid_list(tmp_path):
 def test_recipe_sets_its_agent_and_rejects_another(tmp_path):
     cfg = compose_cfg("recipe=drqv2_state", "suite=dmc", "obs_type=features")
     assert cfg.agent.name == "drqv2" and cfg.agent.critic_layer_norm and cfg.update_every_steps == 1
+    assert cfg.agent.twin_q == "mean" and compose_cfg("agent=drqv2").agent.twin_q == "min"
     assert cfg.agent.stddev_schedule == "linear(1.0,0.1,50000)"
     assert compose_cfg("recipe=drqv2_state", "suite=dmc", "load_bc=true").agent.stddev_schedule == 0.1
     p = run_script("train.py", f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}", "agent=bc",
