@@ -55,6 +55,7 @@ def test_twin_q_mean_target_lies_between_the_min_and_max_of_the_twin_targets():
     assert torch.allclose(targets["min"], reward + discount * torch.min(q1, q2))
     assert torch.allclose(targets["mean"], reward + discount * (q1 + q2) / 2)
     assert (targets["mean"] >= targets["min"]).all() and (targets["mean"] > targets["min"]).any()
+    assert (targets["mean"] <= reward + discount * torch.max(q1, q2)).all()
     losses = [agents["mean"].update(batch, step=0)["critic_loss"] for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0], losses
     with pytest.raises(ValueError, match="twin_q must be"):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.agents.qlearning import actor_step, td_target, twin_q_reduce, update_twin_critic
+from polytask.agents.qlearning import TWIN_Q_REDUCTIONS, actor_step, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
@@ -57,15 +57,16 @@ class DrQV2Agent:
                  device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
                  hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
                  critic_layer_norm: bool = False, state_trunk: bool = False,
-                 critic_target_tau: float = 0.01, twin_q: str = "min", stddev_schedule: str | float = "linear(1.0,0.1,250000)",
+                 critic_target_tau: float = 0.01, twin_q: str = "min",
+                 stddev_schedule: str | float = "linear(1.0,0.1,250000)",
                  stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
                  bc_regularize: bool = False, bc_weight_type: str = "qfilter",
                  bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5,
                  bc_stddev: float = 0.1):
         if bc_weight_type not in ("qfilter", "schedule"):
             raise ValueError(f"bc_weight_type must be 'qfilter' or 'schedule', got {bc_weight_type!r}")
-        if twin_q not in ("min", "mean"):
-            raise ValueError(f"twin_q must be 'min' (clipped double Q) or 'mean', got {twin_q!r}")
+        if twin_q not in TWIN_Q_REDUCTIONS:
+            raise ValueError(f"twin_q must be one of {TWIN_Q_REDUCTIONS} ('min': clipped double Q), got {twin_q!r}")
         self.device = torch.device(device)
         self.obs_key = "pixels" if obs_type == "pixels" else "state"
         self.action_dim = action_dim

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 
 
+TWIN_Q_REDUCTIONS = ("min", "mean")
+
+
 def twin_q_reduce(q1: torch.Tensor, q2: torch.Tensor, how: str = "min") -> torch.Tensor:
     """Combine twin Q estimates, each float32 (B, 1): ``"min"`` is clipped double Q (Fujimoto et al.
     2018, Eq. 10), the pessimistic default; ``"mean"`` is the risk-neutral estimate that Nauman et al.
@@ -29,7 +32,7 @@ def twin_q_reduce(q1: torch.Tensor, q2: torch.Tensor, how: str = "min") -> torch
         return torch.min(q1, q2)
     if how == "mean":
         return 0.5 * (q1 + q2)
-    raise ValueError(f"twin Q reduction must be 'min' or 'mean', got {how!r}")
+    raise ValueError(f"twin Q reduction must be one of {TWIN_Q_REDUCTIONS}, got {how!r}")
 
 
 @torch.no_grad()
