@@ -75,6 +75,45 @@ def demos_tag(num_demos, irl=None, load_bc=False, bc_regularize=False) -> str:
     return f"-d{int(num_demos)}" if irl is None or irl or load_bc or bc_regularize else ""
 
 
+#: Overrides that change how a run is watched, not what it learns: left out of :func:`settings_tag`.
+BOOKKEEPING_KEYS = ("eval", "log_every_steps", "eval_every_steps", "save_every_steps", "weights_tag")
+
+
+def settings_tag() -> str:
+    """The command-line overrides of the running Hydra job that set what it learns, as a file-name
+    part that a Hydra override can take unquoted: ``agent.lr=0.001 recipe=drqv2_state`` ->
+    ``agent.lr-0.001+recipe-drqv2_state``; ``""`` for a run with the default settings or outside a
+    Hydra job.
+
+    Leaves out what the run directory leaves out (``hydra.job.config.override_dirname.exclude_keys``:
+    suite, tasks, seed, ... already named elsewhere) and :data:`BOOKKEEPING_KEYS` (eval, logging and
+    checkpoint schedules). Characters other than letters, digits and ``._-`` become ``_``; where that
+    changed something, or past 80 characters, a hash of the overrides is appended so that tags stay
+    distinct. Makes exported weights files as distinct as their runs (``cfgs/config.yaml``:
+    ``weights_tag``), so a sweep over ``agent.lr`` no longer writes one file."""
+    import re
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    hydra_cfg = HydraConfig.get()
+    exclude = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    kept = []
+    for override in hydra_cfg.overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in exclude and key.split(".", 1)[0] not in BOOKKEEPING_KEYS:
+            kept.append(override.lstrip("+~"))
+    if not kept:
+        return ""
+    kept.sort()
+    parts = [o.replace("=", "-", 1) for o in kept]
+    tag = "+".join(re.sub(r"[^A-Za-z0-9._-]", "_", p) for p in parts)
+    if tag != "+".join(parts) or len(tag) > 80:
+        tag = f"{tag[:80]}+{hashlib.sha1(','.join(kept).encode()).hexdigest()[:8]}"
+    return tag
+
+
 def file_stem(path: str) -> str:
     """The file name without directory and suffix: ``data/weights/bc/metaworld/reach-d10.pt -> reach-d10``."""
     from pathlib import Path
@@ -93,7 +132,7 @@ def pyobj(path: str):
 
 _RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyobj": pyobj, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
               "polytask.file_stem": file_stem, "polytask.base_tag": base_tag,
-              "polytask.demos_tag": demos_tag,
+              "polytask.demos_tag": demos_tag, "polytask.settings_tag": settings_tag,
               "polytask.cheetah_variants": cheetah_variants}
 for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

@@ -29,6 +29,34 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate`` that lets the target's own errors through.
+
+    Hydra wraps every exception raised while calling a ``_target_`` in an ``InstantiationException``,
+    which would hide a :class:`polytask.errors.PolyTaskError` (unknown task, features-only agent, bad
+    sizes) from the entry scripts' clean-exit handler and from ``except ValueError`` clauses. Here the
+    original exception is re-raised instead.
+
+    Raises:
+        the target's own exception; ConfigError: when Hydra itself cannot instantiate (e.g. a
+            ``_target_`` that does not exist), with Hydra's message.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    from polytask.errors import ConfigError
+
+    try:
+        return hydra_instantiate(config, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e
+        while isinstance(cause, InstantiationException) and str(cause).startswith("Error in call to target"):
+            cause = cause.__cause__  # the target raised (nested configs wrap once per level)
+        if cause is None or isinstance(cause, InstantiationException):  # Hydra's own: locating the target, ...
+            raise ConfigError(str(e)) from e
+        raise cause
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that CPU runs repeat exactly."""
     random.seed(seed)

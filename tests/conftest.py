@@ -35,6 +35,15 @@ def run_script(script: str, *overrides: str, timeout: int = 600) -> subprocess.C
                           timeout=timeout, env=env)
 
 
+def exported_weights(p: subprocess.CompletedProcess) -> Path:
+    """The weights file a finished ``train.py`` run exported (its log's last ``Weights: <file>`` line)."""
+    import re
+
+    found = re.findall(r"Weights: (\S+\.pt)", p.stdout + p.stderr)
+    assert found, "the run exported no weights:\n" + (p.stdout + p.stderr)[-2000:]
+    return Path(found[-1])
+
+
 def trained_and_restored(make_agent, buffer, updates: int, batch_size: int):
     """A window-policy agent (``make_agent()``: BeT, Diffusion Policy) fitted on ``buffer``'s states
     and actions and trained ``updates`` steps on its windows, and a fresh agent restored from its

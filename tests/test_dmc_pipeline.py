@@ -3,7 +3,7 @@
 import json
 
 from polytask.data.demos import load_episodes
-from tests.conftest import DEVICE, run_script
+from tests.conftest import DEVICE, exported_weights, run_script
 
 
 def test_dmc_expert_demos_then_bc(tmp_path):
@@ -19,7 +19,8 @@ def test_dmc_expert_demos_then_bc(tmp_path):
                    "eval.num_episodes=1", "eval.video=off", "agent.hidden_dim=64", "batch_size=32",
                    "replay_capacity=2000")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert (tmp_path / "weights" / "drqv2" / "dmc" / "cheetah_run_m1-features-seed1.pt").exists()
+    # named after its settings; the expert finds it as the one cheetah_run_m1-features-seed1-*.pt
+    assert exported_weights(p).name.startswith("cheetah_run_m1-features-seed1-agent.hidden_dim-64+")
     # its rollouts become a demo dataset (every episode kept: threshold below any return)
     p = run_script("collect_demos.py", *data, "num_demos_per_task=2", "suite.demo_min_return=-1",
                    f"hydra.run.dir={tmp_path / 'collect'}")

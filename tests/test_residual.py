@@ -19,9 +19,9 @@ from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
 from polytask.suites import make_env
 from polytask.training.build import load_policy
-from polytask.training.checkpoint import load_checkpoint
+from polytask.training.checkpoint import find_weights, load_checkpoint
 from polytask.training.online import OnlineTrainer
-from tests.conftest import DEVICE, compose_cfg, run_script
+from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 SHAPES = {"state": (39,)}
 
@@ -254,7 +254,9 @@ def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     bc = run_script("train.py", f"hydra.run.dir={tmp_path / 'bc'}", "agent=bc", "agent.hidden_dim=64",
                     "num_train_steps=50", *common)
     assert bc.returncode == 0, bc.stderr[-2000:]
-    assert bc_weights.exists()
+    # named after its settings: found as the one BC run of this task, demo count and seed
+    assert find_weights(bc_weights) == exported_weights(bc)
+    bc_weights = exported_weights(bc)
     res.append(f"base_policy={bc_weights}")
     p = run_script("train.py", *res, "num_train_steps=300", "eval_every_steps=300")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -276,7 +278,8 @@ def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     with open(tmp_path / "res" / "eval.csv") as f:
         assert [int(float(r["step"])) for r in csv.DictReader(f)] == [0, 300, 400]
     # the exported residual policy loads generically (its base from the file it names)
-    exported = data_dir / "weights" / "residual" / "metaworld" / "drawer-close-features-seed7-on-bc-drawer-close-features-d3-seed7.pt"
+    exported = exported_weights(p)
+    assert exported.name.startswith(f"drawer-close-features-seed7-on-bc-{bc_weights.stem}-")
     env = make_env(compose_cfg("suite/metaworld_task=drawer-close").suite, "drawer-close", obs_type="features")
     policy = load_policy(exported, env)
     obs = {"state": ckpt["replay"]["obs"]["state"][:5]}

@@ -11,7 +11,7 @@ from polytask.agents.sac import SACAgent
 from polytask.errors import ConfigError
 from polytask.nets.mlp import GaussianActor
 from polytask.training.checkpoint import load_checkpoint
-from tests.conftest import DEVICE, online_run_args, run_script, torch_round_trip
+from tests.conftest import DEVICE, exported_weights, online_run_args, run_script, torch_round_trip
 
 SHAPES = {"state": (39,)}
 
@@ -107,6 +107,7 @@ def test_online_run_end_to_end_with_resume(tmp_path):
     common = online_run_args(run, tmp_path, "sac", "reach")
     p = run_script("train.py", *common, "num_train_steps=300", "eval_every_steps=300")
     assert p.returncode == 0, p.stderr[-3000:]
+    weights_300 = exported_weights(p)
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 300 and ckpt["replay"]["count"] == 302 and ckpt["agent"]["log_alpha"].item() < 0
     with open(run / "train.csv") as f:
@@ -117,7 +118,9 @@ def test_online_run_end_to_end_with_resume(tmp_path):
     assert "at step 300" in p.stderr + p.stdout
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["replay"]["count"] == 403
     assert json.loads((run / "results.json").read_text())["step"] == 400
-    assert (tmp_path / "weights" / "sac" / "metaworld" / "reach-features-seed1.pt").exists()
+    weights = exported_weights(p)  # named after the run's settings, so a sweep's runs do not share one file
+    assert weights.exists() and weights.parent == tmp_path / "weights" / "sac" / "metaworld"
+    assert weights.name.startswith("reach-features-seed1-agent.hidden_dim-64+") and weights != weights_300
     p = run_script("train.py", *common, "obs_type=pixels", f"hydra.run.dir={tmp_path / 'px'}", "num_train_steps=10")
     assert p.returncode == 1 and "obs_type=features" in p.stdout + p.stderr
 

@@ -117,17 +117,21 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path):
 
 @pytest.mark.parametrize("overrides, tag, weights", [
     (["agent=bc"], "button-press-d10", "button-press-features-d10-seed1"),
-    (["agent=drqv2", "suite=dmc", "irl=false", "recipe=drqv2_state"], "cheetah_run_m1", "cheetah_run_m1-features-seed1"),
+    (["agent=drqv2", "suite=dmc", "irl=false", "recipe=drqv2_state"], "cheetah_run_m1",
+     "cheetah_run_m1-features-seed1-irl-false+recipe-drqv2_state"),
+    (["agent=bc", "agent.lr=0.001", "eval.num_episodes=5", "seed=3"], "button-press-d10",
+     "button-press-features-d10-seed3-agent.lr-0.001"),  # a sweep's runs: settings named, eval settings not
     (["agent=drqv2", "num_demos_per_task=1"], "button-press-d1", "button-press-features-d1-seed1"),  # ROT
     (["agent=drqv2", "irl=false", "num_demos_per_task=1", "load_bc=true"], "button-press-d1",
-     "button-press-features-d1-seed1"),
-    (["agent=sac", "irl=false"], "button-press", "button-press-features-seed1"),
+     "button-press-features-d1-seed1-irl-false+load_bc-true"),
+    (["agent=sac", "irl=false"], "button-press", "button-press-features-seed1-irl-false"),
     (["agent=residual", "base_policy=data/weights/bc/metaworld/hammer-features-d10-seed1.pt"],
      "button-press-on-bc-hammer-features-d10-seed1", "button-press-features-seed1-on-bc-hammer-features-d10-seed1"),
 ])
 def test_run_dir_and_weights_name_demo_count_only_when_demos_are_used(overrides, tag, weights):
     """``-d<num_demos>`` is in the run directory and the weights file name of runs that learn from
-    demos (offline agents, ROT, load_bc), not of RL from the env reward or of a residual on a base."""
+    demos (offline agents, ROT, load_bc), not of RL from the env reward or of a residual on a base;
+    the weights file names the run's other settings, as its run directory does."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
@@ -139,9 +143,9 @@ def test_run_dir_and_weights_name_demo_count_only_when_demos_are_used(overrides,
     HydraConfig.instance().set_config(cfg)  # what Hydra does before a run: resolves ${hydra:...}
     try:
         assert cfg.hydra.run.dir.split("/")[3] == tag
+        assert weights_path(cfg).name == f"{weights}.pt"
     finally:
         HydraConfig.instance().cfg = None
-    assert weights_path(cfg).name == f"{weights}.pt"
 
 
 def test_atomic_save_keeps_old_file_on_failure(tmp_path):

@@ -212,7 +212,7 @@ class DrQV2Agent:
             demo_obs = self.aug(demo_batch[self.obs_key].to(self.device))
             with torch.no_grad():  # the encoder is trained by the critic only
                 h_demo = self.encoder(demo_obs)
-            dist = torch.distributions.Normal(self.actor(h_demo), self.bc_stddev)
+            dist = torch.distributions.Normal(self.actor(h_demo), self.bc_stddev, validate_args=False)
             bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
             loss = -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc
             metrics.update(bc_weight=lam, bc_loss=bc.item())

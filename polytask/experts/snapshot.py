@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from polytask.errors import PolyTaskError
@@ -28,11 +26,10 @@ class SnapshotExpert:
     """
 
     def __init__(self, task: str, env, weights: str, train_command: str = ""):
-        from hydra.utils import instantiate
+        from polytask.training.checkpoint import find_weights, load_checkpoint
+        from polytask.utils import instantiate
 
-        from polytask.training.checkpoint import load_checkpoint
-
-        path = Path(weights.format(task=task))
+        path = find_weights(weights.format(task=task), "set suite.expert.weights=<file>")
         if not path.exists():
             how = f"\nTrain them with:\n  {train_command.format(task=task)}" if train_command else ""
             raise ExpertWeightsError(f"No expert weights for {task} at {path}.{how}")

@@ -38,7 +38,7 @@ def make_env(suite_cfg: Any, task: str, obs_type: str, **overrides: Any):
         obs_type: ``"features"`` or ``"pixels"``.
         overrides: options replacing those of the config (e.g. ``frame_stack=1`` to record demos).
     """
-    from hydra.utils import instantiate
+    from polytask.utils import instantiate
     from omegaconf import OmegaConf
 
     options = {**OmegaConf.to_container(suite_cfg.env, resolve=True), **overrides}

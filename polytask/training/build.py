@@ -14,7 +14,7 @@ from typing import Callable
 import gymnasium as gym
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
@@ -24,7 +24,7 @@ from polytask.suites import make_env
 from polytask.training.demos import frame_stack_of, load_or_collect_demos
 from polytask.training.evaluator import Evaluator
 from polytask.training.trainer import Trainer
-from polytask.utils import resolve_device, set_seed
+from polytask.utils import instantiate, resolve_device, set_seed
 
 log = logging.getLogger("polytask")
 
@@ -91,29 +91,41 @@ def bc_train_command(cfg: DictConfig) -> str:
             f"data_dir={cfg.data_dir}")
 
 
-def load_bc_into(agent, cfg: DictConfig) -> None:
+def load_bc_into(agent, cfg: DictConfig, env: gym.Env) -> None:
     """Start ``agent`` (``load_bc=true``) from BC weights: ``cfg.bc_weights``, or the BC run of the
     same suite, tasks, obs_type, demo count and seed; ``agent.load_bc`` copies them.
 
     Raises:
         ConfigError: if the file is missing (the message gives the BC command that makes it), is not
             an exported weights file (:func:`read_weights`), holds another agent's weights, or its
-            networks do not fit ``agent`` (the message gives both sizes).
+            networks do not fit ``agent``: the message names what differs, the suite, tasks and
+            obs_type of both runs (with ``env``'s observation and action shapes) or else the sizes.
     """
-    from polytask.training.checkpoint import weights_path
+    from polytask.training.checkpoint import find_weights, weights_path
 
-    path = Path(cfg.bc_weights) if cfg.get("bc_weights") else weights_path(cfg, agent="bc")
+    path = Path(cfg.bc_weights) if cfg.get("bc_weights") else \
+        find_weights(weights_path(cfg, agent="bc"), "pass bc_weights=<file> (load_bc=true)")
     saved = read_weights(path, how_to_make=f"{bc_train_command(cfg)}\n  or pass bc_weights=<path> (load_bc=true)")
     if saved.get("agent_name", "bc") != "bc":
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
     try:
         agent.load_bc(saved["agent"])
     except ValueError as e:
+        bc, mismatch = saved["config"], str(e.__cause__ or e)
+        ours = (cfg.suite.name, tasks_of(cfg), cfg.obs_type)
+        theirs = (bc.get("suite", {}).get("name"), [str(t) for t in bc.get("suite", {}).get("task", [])],
+                  bc.get("obs_type"))
+        if theirs != ours:
+            shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
+            raise ConfigError(
+                f"The BC weights at {path} were trained on {theirs[0]} {theirs[1]} with obs_type={theirs[2]}, but "
+                f"this run is {ours[0]} {ours[1]} with obs_type={ours[2]} (observations {shapes}, "
+                f"{env.action_space.shape[0]}-d actions), so its networks do not fit ({mismatch}). Pass the BC "
+                f"weights of this run's suite and task, or train them:\n  {bc_train_command(cfg)}") from e
         sizes = ("hidden_dim", "hidden_depth", "feature_dim", "state_trunk")
-        bc = saved["config"].get("agent", {})
         raise ConfigError(f"The BC weights at {path} do not fit this {cfg.agent.name} actor: BC has "
-                          + ", ".join(f"agent.{k}={bc.get(k, '?')}" for k in sizes) + "; this run has "
-                          + ", ".join(f"agent.{k}={cfg.agent.get(k)}" for k in sizes)
+                          + ", ".join(f"agent.{k}={bc.get('agent', {}).get(k, '?')}" for k in sizes)
+                          + "; this run has " + ", ".join(f"agent.{k}={cfg.agent.get(k)}" for k in sizes)
                           + ". Train BC with this run's sizes, or give this run BC's.") from e
     log.info(f"Starting from BC weights {path}")
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from polytask.data.collect import DEMO_SEED_BASE, collect_episodes, is_success, relabel_rollout
 from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
     load_episodes, write_dataset
 from polytask.suites import make_env
+from polytask.utils import instantiate
 
 log = logging.getLogger("polytask")
 

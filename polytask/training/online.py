@@ -16,7 +16,7 @@ from polytask.data.buffer import DemoBuffer
 from polytask.data.replay import ReplayBuffer
 from polytask.rewards.ot import OTRewarder
 from polytask.training.evaluator import Evaluator
-from polytask.training.trainer import Trainer
+from polytask.training.trainer import NonFiniteLossError, Trainer
 
 #: Training episode ``e`` of a run with seed ``s`` resets with ``TRAIN_SEED_BASE + 100_000·s + e``
 #: (disjoint from the demonstration and evaluation seeds).
@@ -120,7 +120,7 @@ class OnlineTrainer(Trainer):
         extra = {"base_policy": load_base_policy(cfg, env)} if "base_policy" in cfg else {}  # agent=residual
         agent = make_agent(cfg, env, **extra)
         if load_bc:
-            load_bc_into(agent, cfg)
+            load_bc_into(agent, cfg, env)
         demo_buffer, reward_fn = None, None
         if irl or bc_regularize:
             demo_buffer, demos = load_demo_buffer(cfg)
@@ -186,6 +186,8 @@ class OnlineTrainer(Trainer):
         t0 = time.perf_counter()
         ep = self._ep
         action = self.agent.act(self._batch(self._obs, ep["length"] == 0), eval_mode=False, step=self.step)[0]
+        if not np.isfinite(action).all():  # diverged networks: stop before the env gets NaN controls
+            raise NonFiniteLossError(self.diverged_message(f"the agent's action {action}"))
         t1 = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.seconds["act"] += t1 - t0

@@ -149,10 +149,7 @@ class Trainer:
                 latest.update(metrics)
                 bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
                 if bad:
-                    raise NonFiniteLossError(
-                        f"{bad} at step {self.step + 1}: training stopped. The last good checkpoint "
-                        f"{checkpoint_dir(self.run_dir) / 'latest.pt'} is kept; lower the learning rate "
-                        "or check the data, then re-run the command to resume from it.")
+                    raise NonFiniteLossError(self.diverged_message(f"{bad}"))
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every_steps == 0:
@@ -166,6 +163,15 @@ class Trainer:
                     self.evaluate(logger, final)
                 if self.step % cfg.save_every_steps == 0 or final:
                     save_checkpoint(self.run_dir, self.state())
+
+    def diverged_message(self, what: str) -> str:
+        """The :class:`NonFiniteLossError` message for ``what`` (the non-finite metrics or action)
+        seen in the step after ``self.step``: where the run stopped, which checkpoint is kept, what to try."""
+        latest = checkpoint_dir(self.run_dir) / "latest.pt"
+        kept = (f"The last good checkpoint {latest} is kept; lower the learning rate or check the data, then re-run "
+                "the command to resume from it." if latest.exists() else
+                "No checkpoint was written yet; lower the learning rate or check the data, then re-run the command.")
+        return f"{what} at step {self.step + 1}: training stopped. {kept}"
 
     def report(self) -> None:
         """Print the last evaluation as a per-task table and write ``results.json``."""
