@@ -1,9 +1,10 @@
 """Gather a sweep's results into one table (CSV + markdown) and plots of eval success and return
 against frames (online runs) or updates (offline runs).
 
-    python -m polytask.training.gather runs/bc16            # runs/bc16/summary.{csv,md}, curves.csv,
+    python -m polytask.training.gather exp_local/bc16       # exp_local/bc16/summary.{csv,md}, curves.csv,
                                                             # success.png, return.png
-    polytask-gather runs/bc16 --out results/
+    python -m polytask.training.gather                      # every run under exp_local/
+    polytask-gather exp_local/bc16 --out results/
 
 Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts;
 per task the final success and return are averaged over the runs (seeds) that evaluated it. Frames
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+RUN_ROOT = "exp_local"  # where cfgs/config.yaml puts runs (hydra.run.dir / hydra.sweep.dir)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -138,7 +141,9 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polytask-gather", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="folder holding the runs (e.g. runs/<experiment>)")
+    parser.add_argument("sweep_dir", type=Path, nargs="?", default=Path(RUN_ROOT),
+                        help=f"folder holding the runs (default: {RUN_ROOT}, where train.py writes them; "
+                             f"{RUN_ROOT}/<experiment> for one sweep)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the sweep folder)")
     args = parser.parse_args(argv)
     runs = [read_run(r) for r in find_runs(args.sweep_dir)]
