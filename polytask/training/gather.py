@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from polytask.training.logger import read_metrics
+
 RUN_ROOT = "exp_local"  # where cfgs/config.yaml puts runs (hydra.run.dir / hydra.sweep.dir)
 
 
@@ -39,17 +41,15 @@ def read_run(run: Path) -> dict:
     ``frames`` is steps × the suite's action repeat for online runs and empty ("") for offline ones.
     """
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    with open(run / "eval.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_metrics(run / "eval.csv")
     tasks = [str(t) for t in cfg["suite"]["task"]]
-    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else \
-        {k: float(v) for k, v in rows[-1].items() if v != ""}
-    steps = [int(float(r["step"])) for r in rows]
+    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else rows[-1]
+    steps = [int(r["step"]) for r in rows]
     online = cfg["agent"]["trainer"].endswith("OnlineTrainer")
     repeat = int(cfg["suite"].get("env", {}).get("action_repeat", 1))
     curves = {t: {"step": steps, "frames": [s * repeat if online else "" for s in steps],
-                  "success": [float(r[f"{t}/success"]) for r in rows],
-                  "return": [float(r[f"{t}/return"]) for r in rows]} for t in tasks}
+                  "success": [r[f"{t}/success"] for r in rows],
+                  "return": [r[f"{t}/return"] for r in rows]} for t in tasks}
     return {"run": run, "agent": cfg["agent"]["name"], "suite": cfg["suite"]["name"], "obs_type": cfg["obs_type"],
             "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves, "online": online,
             "step": int(final.get("step", steps[-1] if rows else 0))}
