@@ -2,7 +2,7 @@
 
 Runs ``eval.num_episodes`` (100) episodes per task of the suite and task(s) the policy was trained
 on, on the same eval seeds as training runs, prints success and return per task, and writes
-``results.json`` in its run directory (``runs/evaluate/<file>-n<episodes>``).
+``results.json`` in its run directory (``exp_local/evaluate/<file>-n<episodes>``).
 """
 
 from pathlib import Path

@@ -2,7 +2,6 @@
 frozen base weights, base actions stored at collection time, the generic policy loader, and a tiny
 BC -> residual run with resume."""
 
-import csv
 import json
 import re
 
@@ -20,6 +19,7 @@ from polytask.errors import ConfigError
 from polytask.suites import make_env
 from polytask.training.build import load_policy
 from polytask.training.checkpoint import find_weights, load_checkpoint
+from polytask.training.logger import read_metrics
 from polytask.training.online import OnlineTrainer
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
@@ -275,8 +275,7 @@ def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     assert p.returncode == 0 and "at step 300" in p.stdout + p.stderr, p.stderr[-3000:]
     assert json.loads((tmp_path / "res" / "results.json").read_text())["step"] == 400
     # eval.at_start (the residual config's default): the base is scored at step 0, once (not on resume)
-    with open(tmp_path / "res" / "eval.csv") as f:
-        assert [int(float(r["step"])) for r in csv.DictReader(f)] == [0, 300, 400]
+    assert [r["step"] for r in read_metrics(tmp_path / "res" / "eval.csv")] == [0, 300, 400]
     # the exported residual policy loads generically (its base from the file it names)
     exported = exported_weights(p)
     assert exported.name.startswith(f"drawer-close-features-seed7-on-bc-{bc_weights.stem}-")

@@ -1,6 +1,5 @@
 """End-to-end runs of train.py, resume after a kill, determinism, checkpoints and errors."""
 
-import csv
 import json
 import math
 import os
@@ -14,6 +13,7 @@ import torch
 
 from polytask.training.build import build_trainer
 from polytask.training.checkpoint import load_checkpoint
+from polytask.training.logger import read_metrics
 from polytask.training.trainer import NonFiniteLossError
 from polytask.utils import atomic_torch_save
 from tests.conftest import DEVICE, ROOT, compose_cfg, run_script
@@ -27,8 +27,7 @@ def _overrides(data_dir, run_dir, steps=300, seed=1):
 
 
 def _csv(path, column):
-    with open(path) as f:
-        return [(int(r["step"]), float(r[column])) for r in csv.DictReader(f)]
+    return [(r["step"], r[column]) for r in read_metrics(path)]
 
 
 def test_train_end_to_end(data_dir, tmp_path):

@@ -1,9 +1,10 @@
 """Gather a sweep's results into one table (CSV + markdown) and plots of eval success and return
 against frames (online runs) or updates (offline runs).
 
-    python -m polytask.training.gather runs/bc16            # runs/bc16/summary.{csv,md}, curves.csv,
+    python -m polytask.training.gather exp_local/bc16       # exp_local/bc16/summary.{csv,md}, curves.csv,
                                                             # success.png, return.png
-    polytask-gather runs/bc16 --out results/
+    python -m polytask.training.gather                      # every run under exp_local/
+    polytask-gather exp_local/bc16 --out results/
 
 Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts;
 per task the final success and return are averaged over the runs (seeds) that evaluated it. Frames
@@ -22,6 +23,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from polytask.training.logger import read_metrics
+
+RUN_ROOT = "exp_local"  # where cfgs/config.yaml puts runs (hydra.run.dir / hydra.sweep.dir)
+
 
 def find_runs(root: Path) -> list[Path]:
     """Run directories below ``root`` (holding ``config.yaml`` and ``eval.csv``), sorted."""
@@ -36,17 +41,15 @@ def read_run(run: Path) -> dict:
     ``frames`` is steps × the suite's action repeat for online runs and empty ("") for offline ones.
     """
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    with open(run / "eval.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_metrics(run / "eval.csv")
     tasks = [str(t) for t in cfg["suite"]["task"]]
-    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else \
-        {k: float(v) for k, v in rows[-1].items() if v != ""}
-    steps = [int(float(r["step"])) for r in rows]
+    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else rows[-1]
+    steps = [int(r["step"]) for r in rows]
     online = cfg["agent"]["trainer"].endswith("OnlineTrainer")
     repeat = int(cfg["suite"].get("env", {}).get("action_repeat", 1))
     curves = {t: {"step": steps, "frames": [s * repeat if online else "" for s in steps],
-                  "success": [float(r[f"{t}/success"]) for r in rows],
-                  "return": [float(r[f"{t}/return"]) for r in rows]} for t in tasks}
+                  "success": [r[f"{t}/success"] for r in rows],
+                  "return": [r[f"{t}/return"] for r in rows]} for t in tasks}
     return {"run": run, "agent": cfg["agent"]["name"], "suite": cfg["suite"]["name"], "obs_type": cfg["obs_type"],
             "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves, "online": online,
             "step": int(final.get("step", steps[-1] if rows else 0))}
@@ -138,7 +141,9 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polytask-gather", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="folder holding the runs (e.g. runs/<experiment>)")
+    parser.add_argument("sweep_dir", type=Path, nargs="?", default=Path(RUN_ROOT),
+                        help=f"folder holding the runs (default: {RUN_ROOT}, where train.py writes them; "
+                             f"{RUN_ROOT}/<experiment> for one sweep)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the sweep folder)")
     args = parser.parse_args(argv)
     runs = [read_run(r) for r in find_runs(args.sweep_dir)]

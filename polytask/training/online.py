@@ -62,6 +62,8 @@ class OnlineTrainer(Trainer):
     first success, as in ManiSkill's sparse-reward tasks (Meta-World never terminates by itself).
     """
 
+    cumulative_metrics = ("frames", "episode", "seconds_*")  # frames and episodes so far, seconds per part
+
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer,
                  demos: DemoBuffer | None = None, reward_fn: OTRewarder | None = None):
         super().__init__(cfg, run_dir, agent, evaluator)

@@ -19,7 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from polytask.errors import PolyTaskError
 from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, weights_path
 from polytask.training.evaluator import Evaluator, results_table
-from polytask.training.logger import Logger
+from polytask.training.logger import Logger, MetricWindow
 from polytask.utils import atomic_torch_save, rng_state, set_rng_state
 
 log = logging.getLogger("polytask")
@@ -42,6 +42,11 @@ class Trainer:
         agent: object with ``update``, ``act``, ``state_dict``, ``load_state_dict``, ``train``.
         evaluator: the :class:`Evaluator` over the run's tasks.
     """
+
+    #: :mod:`fnmatch` patterns of :meth:`train_step` metrics that are running totals or counters: a
+    #: ``train`` row logs their last value, and of every other metric its mean over the steps since
+    #: the last log that reported it (:class:`MetricWindow`).
+    cumulative_metrics: tuple[str, ...] = ()
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
         self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
@@ -137,7 +142,7 @@ class Trainer:
         cfg = self.cfg
         self.agent.train(True)
         busy, s0 = 0.0, self.step  # seconds spent in train_step since the last log
-        latest: dict[str, float] = {}  # newest value of every metric since the last log
+        window = MetricWindow(self.cumulative_metrics)  # the metrics since the last log
         with logging_redirect_tqdm(), tqdm(total=total, initial=self.step, desc="train", unit="step",
                                            dynamic_ncols=True, mininterval=1.0) as bar:
             if self.step == 0 and cfg.eval.get("at_start", False):
@@ -146,18 +151,17 @@ class Trainer:
                 t0 = time.perf_counter()
                 metrics = self.train_step()
                 busy += time.perf_counter() - t0
-                latest.update(metrics)
+                window.add(metrics)
                 bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(self.diverged_message(f"{bad}"))
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every_steps == 0:
-                    latest["steps_per_s"] = (self.step - s0) / max(busy, 1e-9)
+                    row = {**window.pop(), "steps_per_s": (self.step - s0) / max(busy, 1e-9)}
                     busy, s0 = 0.0, self.step
-                    logger.log("train", latest, self.step, console=False)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in latest.items()}, refresh=False)
-                    latest = {}
+                    logger.log("train", row, self.step, console=False)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
                 final = self.step == total
                 if self.step % cfg.eval_every_steps == 0 or final:
                     self.evaluate(logger, final)
