@@ -151,7 +151,9 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
     The agent is returned in eval mode with every network's ``requires_grad`` off; call its
     ``act(obs, eval_mode=True)`` with obs arrays (B, ...) (plus ``env_index``/``is_first`` for
     policies with memory). An agent whose config names a ``base_policy`` (a residual policy) gets
-    that base loaded the same way.
+    that base loaded the same way. Constructor arguments that an agent class keeps in its state
+    rather than in the config (its ``state_init_args``, e.g. a distillation student's ``goals``) are
+    passed from the saved state.
 
     Args:
         path: the weights file, e.g. ``data/weights/bc/metaworld/reach-features-d10-seed1.pt``.
@@ -161,8 +163,9 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         saved: the file's contents when the caller has read them already (:func:`read_weights`).
 
     Raises:
-        ConfigError: if the file is missing (with ``how_to_make`` or a BC example), unreadable, or its
-            agent does not fit ``env`` (other obs_type or action size).
+        ConfigError: if the file is missing (with ``how_to_make`` or a BC example), unreadable, lacks
+            a constructor argument its agent keeps in its state, or its agent does not fit ``env``
+            (other obs_type or action size).
     """
     from polytask.agents.frozen import freeze
 
@@ -170,11 +173,16 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         saved = read_weights(path, device, how_to_make)
     run_cfg = saved["config"]
     options = {k: v for k, v in run_cfg["agent"].items() if k not in ("name", "trainer")}
-    extra = {}
+    name = saved.get("agent_name", run_cfg["agent"].get("name", "?"))
+    state_args = getattr(get_class(options["_target_"]), "state_init_args", ())
+    missing = [k for k in state_args if k not in saved["agent"]]
+    if missing:
+        raise ConfigError(f"The {name} policy in {path} lacks {', '.join(missing)} in its saved agent state, which "
+                          f"the agent needs to be rebuilt: it was not exported by this version's train.py; retrain it")
+    extra = {k: saved["agent"][k] for k in state_args}
     if run_cfg.get("base_policy"):  # a residual policy: its frozen base first
         extra["base_policy"] = load_policy(run_cfg["base_policy"], env, device)
     obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
-    name = saved.get("agent_name", run_cfg["agent"].get("name", "?"))
     try:
         agent = instantiate(options, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
                             obs_type=run_cfg["obs_type"], device=torch.device(device), **extra)
