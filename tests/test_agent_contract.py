@@ -1,0 +1,101 @@
+"""One contract over every agent config in ``cfgs/agent/`` (as Stable-Baselines3 tests all its
+algorithms alike): actions, update metrics, save/load, seeding and exported weights; and an exported
+multi-task student that loads and scores like any other policy. A new agent config is picked up
+from the folder; tests/agent_harness.py builds each agent and feeds it as its trainer does."""
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from polytask.agents.frozen import policy_modules
+from polytask.training.build import load_policy
+from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, export,
+                                 seeded_act, spaces_env, update)
+from tests.conftest import torch_round_trip
+
+each_agent = pytest.mark.parametrize("name", AGENT_NAMES)
+
+
+def _trained(name, seed, data_dir, updates=3):
+    """``(cfg, agent, sample, metrics)``: the agent after ``updates`` updates from ``seed``, and its
+    batch sampler."""
+    cfg, agent = build(name, seed, data_dir)
+    sample = batch_sampler(cfg, agent)
+    return cfg, agent, sample, [update(cfg, agent, sample(), step) for step in range(updates)]
+
+
+def _weights_only_round_trip(state):
+    """``state`` through ``torch.save`` and ``torch.load(weights_only=True)``: an agent's state must be
+    tensors and plain data, which loads without running code from the file."""
+    f = io.BytesIO()
+    torch.save(state, f)
+    f.seek(0)
+    return torch.load(f, weights_only=True)
+
+
+@each_agent
+def test_act_gives_bounded_float32_actions(name, tmp_path):
+    _, agent, _, _ = _trained(name, 1, tmp_path)
+    obs = act_obs(batch_size=5)
+    for eval_mode, step in ((True, 0), (False, 0), (False, 10**6)):  # train mode: exploring, then the policy's
+        agent.train(not eval_mode)
+        action = agent.act(obs, eval_mode=eval_mode, step=step)
+        assert isinstance(action, np.ndarray) and action.dtype == np.float32, (eval_mode, type(action))
+        assert action.shape == (5, ACTION_DIM), (eval_mode, action.shape)
+        assert np.isfinite(action).all() and np.abs(action).max() <= 1.0, (eval_mode, action)
+
+
+@each_agent
+def test_update_returns_finite_float_metrics(name, tmp_path):
+    _, _, _, history = _trained(name, 1, tmp_path)
+    for metrics in history:
+        assert isinstance(metrics, dict) and metrics
+        bad = {k: v for k, v in metrics.items() if not (isinstance(k, str) and type(v) is float and math.isfinite(v))}
+        assert not bad, f"metrics must be finite Python floats, got {({k: type(v).__name__ for k, v in bad.items()})}"
+    json.dumps(history)  # the loggers write them as they are
+
+
+@each_agent
+def test_state_dict_round_trip_acts_and_trains_the_same(name, tmp_path):
+    cfg, agent, sample, _ = _trained(name, 1, tmp_path)
+    _, restored = build(name, 2, tmp_path)  # other initial weights, overwritten by the load
+    restored.load_state_dict(_weights_only_round_trip(agent.state_dict()))
+    assert_same_state(agent.state_dict(), restored.state_dict())
+    obs = act_obs()
+    for a in (agent, restored):
+        a.train(False)
+    np.testing.assert_array_equal(seeded_act(agent, obs), seeded_act(restored, obs))
+    # training goes on identically (the optimiser state came along) on the same batch and noise
+    batch = sample()
+    after = []
+    for a, b in ((agent, batch), (restored, torch_round_trip(batch))):
+        a.train(True)
+        torch.manual_seed(5)
+        after.append(update(cfg, a, b, 3))
+    assert after[0] == after[1]
+    assert_same_state(agent.state_dict(), restored.state_dict())
+
+
+@each_agent
+def test_same_seed_same_updates(name, tmp_path):
+    _, first, _, metrics = _trained(name, 3, tmp_path / "a")
+    _, second, _, again = _trained(name, 3, tmp_path / "b")
+    assert metrics == again
+    assert_same_state(first.state_dict(), second.state_dict())
+    _, _, _, other = _trained(name, 4, tmp_path / "c")
+    assert other != metrics  # the seed matters, so the equality above is not vacuous
+
+
+@each_agent
+def test_exported_weights_load_and_act_the_same(name, tmp_path):
+    cfg, agent, _, _ = _trained(name, 1, tmp_path)
+    policy = load_policy(export(cfg, agent), spaces_env())
+    assert type(policy) is type(agent)
+    assert not any(p.requires_grad for m in policy_modules(policy).values() for p in m.parameters())
+    agent.train(False)
+    obs = act_obs()
+    np.testing.assert_array_equal(seeded_act(agent, obs), seeded_act(policy, obs))
