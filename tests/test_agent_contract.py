@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from omegaconf import OmegaConf
+
 from polytask.agents.frozen import policy_modules
-from polytask.training.build import load_policy
+from polytask.data.goals import onehot_goals
+from polytask.training.build import env_factory, load_policy, read_weights, tasks_of
 from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, export,
                                  seeded_act, spaces_env, update)
-from tests.conftest import torch_round_trip
+from tests.conftest import DEVICE, run_script, torch_round_trip
 
 each_agent = pytest.mark.parametrize("name", AGENT_NAMES)
 
@@ -99,3 +102,33 @@ def test_exported_weights_load_and_act_the_same(name, tmp_path):
     agent.train(False)
     obs = act_obs()
     np.testing.assert_array_equal(seeded_act(agent, obs), seeded_act(policy, obs))
+
+
+def test_distilled_student_loads_and_scores_through_evaluate(tmp_path):
+    """A distillation run's exported student (2 Meta-World tasks, features) is rebuilt from its file
+    alone, goals included, and ``evaluate.py`` scores it on both tasks as the run's final eval did."""
+    data_dir, run = tmp_path / "data", tmp_path / "run"
+    p = run_script("train_distill.py", f"data_dir={data_dir}", f"hydra.run.dir={run}", "num_envs_to_distil=2",
+                   "relabel.episodes_per_task=2", "num_train_steps=20", "log_every_steps=10", "eval_every_steps=20",
+                   "save_every_steps=20", "eval.num_episodes=2", "eval.video=off", "agent.hidden_dim=32", DEVICE)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (weights,) = (data_dir / "weights" / "distill").rglob("*.pt")
+    run_cfg = OmegaConf.create(read_weights(weights)["config"])
+    tasks = tasks_of(run_cfg)
+    env = env_factory(run_cfg)(tasks[0])
+    try:
+        student = load_policy(weights, env)
+        obs, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    np.testing.assert_array_equal(student.goals.numpy(), onehot_goals(2))
+    both = student.act({"state": np.stack([obs["state"]] * 2), "task_id": np.arange(2)})
+    assert both.shape == (2, env.action_space.shape[0]) and not np.array_equal(both[0], both[1])  # goal-conditioned
+
+    ev = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=2", DEVICE,
+                    f"hydra.run.dir={tmp_path / 'ev'}")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    scored = json.loads((tmp_path / "ev" / "results.json").read_text())
+    trained = json.loads((run / "results.json").read_text())
+    keys = [f"{t}/{m}" for t in tasks for m in ("success", "return")] + ["success", "return"]
+    assert {k: scored[k] for k in keys} == {k: trained[k] for k in keys}  # both tasks, the run's eval episodes
