@@ -14,6 +14,7 @@ from typing import Callable
 import gymnasium as gym
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -187,7 +188,7 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         agent = instantiate(options, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
                             obs_type=run_cfg["obs_type"], device=torch.device(device), **extra)
         agent.load_state_dict(saved["agent"])
-    except (RuntimeError, KeyError, ValueError) as e:
+    except (RuntimeError, KeyError, ValueError, InstantiationException) as e:  # Hydra wraps constructor errors
         raise ConfigError(f"The {name} policy in {path} (obs_type={run_cfg['obs_type']}) does not fit this env "
                           f"(observations {obs_shapes}, {env.action_space.shape[0]} actions): {e}") from e
     log.info(f"Loaded a frozen {name} policy from {path} (trained on {run_cfg['suite']['name']} "
