@@ -12,22 +12,25 @@ for :class:`OfflineTrainer` and its subclasses.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class
 
 from polytask.agents.frozen import policy_modules
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import Episode
-from polytask.data.goals import onehot_goals
+from polytask.data.goals import image_goals, onehot_goals
 from polytask.data.replay import ReplayBuffer
+from polytask.errors import ConfigError
 from polytask.training.build import load_base_policy, make_agent
+from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
 from polytask.training.offline import OfflineTrainer, WindowTrainer
 from polytask.training.online import OnlineTrainer
@@ -38,6 +41,8 @@ from tests.conftest import ROOT, compose_cfg
 #: every agent config, found in the folder, so that a new agent is covered without editing the tests
 AGENT_NAMES = sorted(p.stem for p in (ROOT / "cfgs" / "agent").glob("*.yaml"))
 STATE_DIM, ACTION_DIM, NUM_TASKS, BATCH_SIZE = 6, 3, 2, 16
+#: one synthetic camera frame, uint8 (3, H, W) (pixel observations stack ``frame_stack`` of them)
+FRAME_SHAPE = (3, 24, 24)
 #: seed of the BC base policy that agents decorating a ``base_policy`` get
 BASE_SEED = 7
 
@@ -48,23 +53,34 @@ SMALL = {"hidden_dim": 32, "feature_dim": 16, "hidden_depth": 1, "critic_hidden_
          "num_inference_steps": 2, "num_expl_steps": 2}
 
 
-def small_cfg(name: str, seed: int, data_dir: Path, *overrides: str):
-    """The run config of ``agent=<name>`` on state features and CPU, with :data:`SMALL` sizes;
-    exported weights go under ``data_dir``."""
-    cfg = compose_cfg(f"agent={name}", "obs_type=features", "device=cpu", f"seed={seed}", f"data_dir={data_dir}",
-                      *overrides)
+def small_cfg(name: str, seed: int, data_dir: Path, obs_type: str = "features"):
+    """The run config of ``agent=<name>`` on CPU with :data:`SMALL` sizes; exported weights go under
+    ``data_dir``. A student with pixel observations gets goal images (``goal_modality=pixels``)."""
+    cfg = compose_cfg(f"agent={name}", f"obs_type={obs_type}", "device=cpu", f"seed={seed}", f"data_dir={data_dir}")
     for key, value in SMALL.items():
         if key in cfg.agent:
             cfg.agent[key] = value
+    if "goal_modality" in cfg and obs_type == "pixels":
+        cfg.goal_modality = "pixels"
     return cfg
 
 
-def spaces_env() -> SimpleNamespace:
-    """The spaces of an env with a ``state`` (STATE_DIM,) observation and ACTION_DIM actions in [-1, 1]
-    (all that building and loading an agent read from an env)."""
-    return SimpleNamespace(
-        observation_space=gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}),
-        action_space=gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32))
+def obs_shapes(cfg) -> dict[str, tuple[int, ...]]:
+    """The observation shapes of the run's env: ``state`` (STATE_DIM,), and for pixels ``pixels``
+    (3·frame_stack, H, W)."""
+    shapes = {"state": (STATE_DIM,)}
+    if cfg.obs_type == "pixels":
+        shapes["pixels"] = (FRAME_SHAPE[0] * frame_stack_of(cfg), *FRAME_SHAPE[1:])
+    return shapes
+
+
+def spaces_env(cfg) -> SimpleNamespace:
+    """The spaces of the run's env (:func:`obs_shapes`; ACTION_DIM actions in [-1, 1]): all that
+    building and loading an agent read from an env."""
+    spaces = {k: gym.spaces.Box(0, 255, s, np.uint8) if k == "pixels" else
+              gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, s in obs_shapes(cfg).items()}
+    return SimpleNamespace(observation_space=gym.spaces.Dict(spaces),
+                           action_space=gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32))
 
 
 def export(cfg, agent) -> Path:
@@ -72,29 +88,47 @@ def export(cfg, agent) -> Path:
     return Trainer(cfg, Path(cfg.data_dir), agent, None).export_weights()
 
 
-def build(name: str, seed: int, data_dir: Path, *overrides: str):
+def build(name: str, seed: int, data_dir: Path, obs_type: str = "features"):
     """``(cfg, agent)``: agent ``name`` built as a run with ``seed`` builds it. An agent that decorates a
-    ``base_policy`` gets a BC base (seed :data:`BASE_SEED`) exported to ``data_dir`` and loaded from there."""
-    cfg = small_cfg(name, seed, data_dir, *overrides)
-    env, extra = spaces_env(), {}
+    ``base_policy`` gets a BC base (seed :data:`BASE_SEED`) exported to ``data_dir`` and loaded from
+    there; a student gets one-hot goals, or the goal images of :func:`synthetic_episodes`.
+
+    Raises:
+        ConfigError: if the agent does not take ``obs_type``.
+    """
+    cfg = small_cfg(name, seed, data_dir, obs_type)
+    env, extra = spaces_env(cfg), {}
     if "base_policy" in cfg:
-        base_cfg = small_cfg("bc", BASE_SEED, data_dir)
+        base_cfg = small_cfg("bc", BASE_SEED, data_dir, obs_type)
         set_seed(BASE_SEED)
         cfg.base_policy = str(export(base_cfg, make_agent(base_cfg, env)))
         extra["base_policy"] = load_base_policy(cfg, env)
     if issubclass(get_class(cfg.agent.trainer), DistillTrainer):
-        extra["goals"] = onehot_goals(NUM_TASKS)
+        extra["goals"] = image_goals(synthetic_episodes()) if cfg.goal_modality == "pixels" else onehot_goals(NUM_TASKS)
     set_seed(seed)
     return cfg, make_agent(cfg, env, **extra)
 
 
+def takes_pixels(name: str, data_dir: Path) -> bool:
+    """Whether agent ``name`` builds with ``obs_type=pixels`` (features-only agents refuse it with a
+    :class:`ConfigError`, which Hydra's ``instantiate`` wraps)."""
+    try:
+        build(name, 0, data_dir, "pixels")
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            return False
+        raise
+    return True
+
+
 def synthetic_episodes(seed: int = 0, per_task: int = 2, length: int = 12) -> dict[int, list[Episode]]:
-    """``{task_id: [Episode, ...]}`` for NUM_TASKS tasks: Gaussian states, uniform actions in [-1, 1],
-    rewards in [0, 1); every episode ends truncated."""
-    rng = np.random.default_rng(seed)
+    """``{task_id: [Episode, ...]}`` for NUM_TASKS tasks: Gaussian states, uniform random uint8 frames
+    :data:`FRAME_SHAPE`, uniform actions in [-1, 1], rewards in [0, 1); every episode ends truncated."""
+    rng, frames_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     episodes = {}
     for task in range(NUM_TASKS):
-        episodes[task] = [Episode(obs={"state": rng.normal(size=(length + 1, STATE_DIM)).astype(np.float32)},
+        episodes[task] = [Episode(obs={"state": rng.normal(size=(length + 1, STATE_DIM)).astype(np.float32),
+                                       "pixels": frames_rng.integers(0, 256, (length + 1, *FRAME_SHAPE), np.uint8)},
                                   action=rng.uniform(-1, 1, (length, ACTION_DIM)).astype(np.float32),
                                   reward=rng.uniform(0, 1, length).astype(np.float32),
                                   terminated=np.zeros(length, bool), truncated=np.arange(length) == length - 1,
@@ -105,21 +139,21 @@ def synthetic_episodes(seed: int = 0, per_task: int = 2, length: int = 12) -> di
 def _filled_replay(cfg, agent, episodes: dict[int, list[Episode]]) -> ReplayBuffer:
     """A replay buffer holding ``episodes``, each observation with the agent's ``observe`` extras
     (the residual agent's base actions), as the online trainer stores them."""
-    shapes = {"state": (STATE_DIM,), **getattr(agent, "extra_obs_shapes", {})}
-    replay = ReplayBuffer(1000, shapes, ACTION_DIM, frame_stack=1, nstep=int(cfg.nstep),
+    shapes = {**obs_shapes(cfg), **getattr(agent, "extra_obs_shapes", {})}
+    replay = ReplayBuffer(1000, shapes, ACTION_DIM, frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep),
                           discount=float(cfg.discount), seed=int(cfg.seed))
     hook = getattr(agent, "observe", None)
 
-    def stored(state: np.ndarray, is_first: bool) -> dict[str, np.ndarray]:
-        obs = {"state": state}
-        extras = hook(OnlineTrainer._batch(obs, is_first)) if hook is not None else {}
+    def stored(ep: Episode, t: int) -> dict[str, np.ndarray]:
+        obs = {k: ep.obs[k][t] for k in obs_shapes(cfg)}  # the newest frame stands for its stack
+        extras = hook(OnlineTrainer._batch(obs, t == 0)) if hook is not None else {}
         return {**obs, **{k: np.asarray(v)[0] for k, v in extras.items()}}
 
     for ep in (ep for eps in episodes.values() for ep in eps):
-        replay.add_first(stored(ep.obs["state"][0], True))
+        replay.add_first(stored(ep, 0))
         for t in range(len(ep)):
-            replay.add(ep.action[t], float(ep.reward[t]), stored(ep.obs["state"][t + 1], False),
-                       bool(ep.terminated[t]), bool(ep.truncated[t]))
+            replay.add(ep.action[t], float(ep.reward[t]), stored(ep, t + 1), bool(ep.terminated[t]),
+                       bool(ep.truncated[t]))
     return replay
 
 
@@ -136,7 +170,8 @@ def batch_sampler(cfg, agent, episodes: dict[int, list[Episode]] | None = None) 
     if issubclass(trainer, OnlineTrainer):
         replay = _filled_replay(cfg, agent, episodes)
         return lambda: replay.sample(BATCH_SIZE)
-    buffer = DemoBuffer(episodes, ("state",), frame_stack=1, seed=int(cfg.seed))
+    obs_keys = ("pixels",) if cfg.obs_type == "pixels" else ("state",)  # as load_demo_buffer keeps them
+    buffer = DemoBuffer(episodes, obs_keys, frame_stack=frame_stack_of(cfg), seed=int(cfg.seed))
     if issubclass(trainer, WindowTrainer):
         agent.fit_dataset(buffer.obs["state"], buffer.action)
         return lambda: buffer.sample_windows(BATCH_SIZE, *agent.window)
@@ -160,11 +195,14 @@ def feeder(cfg, agent) -> Callable[[int], dict[str, float]]:
     return lambda step: update(cfg, agent, sample(), step)
 
 
-def act_obs(batch_size: int = 4, seed: int = 1) -> dict[str, np.ndarray]:
-    """A batch of observations as the evaluator passes them: ``state`` float32 (B, D), ``task_id``,
-    ``env_index`` int64 (B,) and ``is_first`` bool (B,) (all true: policies with memory start afresh)."""
+def act_obs(cfg, batch_size: int = 4, seed: int = 1) -> dict[str, np.ndarray]:
+    """A batch of observations as the evaluator passes them: ``state`` float32 (B, D), for pixels
+    ``pixels`` uint8 (B, 3·frame_stack, H, W), ``task_id``, ``env_index`` int64 (B,) and ``is_first``
+    bool (B,) (all true: policies with memory start afresh)."""
     rng = np.random.default_rng(seed)
-    return {"state": rng.normal(size=(batch_size, STATE_DIM)).astype(np.float32),
+    pixels = {"pixels": rng.integers(0, 256, (batch_size, *obs_shapes(cfg)["pixels"]), np.uint8)
+              } if cfg.obs_type == "pixels" else {}
+    return {"state": rng.normal(size=(batch_size, STATE_DIM)).astype(np.float32), **pixels,
             "task_id": np.arange(batch_size, dtype=np.int64) % NUM_TASKS,
             "env_index": np.arange(batch_size, dtype=np.int64), "is_first": np.ones(batch_size, bool)}
 

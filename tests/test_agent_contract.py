@@ -6,6 +6,8 @@ from the folder; tests/agent_harness.py builds each agent and feeds it as its tr
 import io
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +17,22 @@ from omegaconf import OmegaConf
 
 from polytask.agents.frozen import policy_modules
 from polytask.data.goals import onehot_goals
+from polytask.errors import ConfigError
 from polytask.training.build import env_factory, load_policy, read_weights, tasks_of
 from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, export,
-                                 seeded_act, spaces_env, update)
+                                 seeded_act, spaces_env, takes_pixels, update)
 from tests.conftest import DEVICE, run_script, torch_round_trip
 
-each_agent = pytest.mark.parametrize("name", AGENT_NAMES)
+with tempfile.TemporaryDirectory() as _tmp:
+    #: every agent on state features, and those that take pixels on pixels
+    CASES = [(n, "features") for n in AGENT_NAMES] + [(n, "pixels") for n in AGENT_NAMES if takes_pixels(n, Path(_tmp))]
+each_agent = pytest.mark.parametrize("name, obs_type", CASES)
 
 
-def _trained(name, seed, data_dir, updates=3):
+def _trained(name, obs_type, seed, data_dir, updates=3):
     """``(cfg, agent, sample, metrics)``: the agent after ``updates`` updates from ``seed``, and its
     batch sampler."""
-    cfg, agent = build(name, seed, data_dir)
+    cfg, agent = build(name, seed, data_dir, obs_type)
     sample = batch_sampler(cfg, agent)
     return cfg, agent, sample, [update(cfg, agent, sample(), step) for step in range(updates)]
 
@@ -41,9 +47,9 @@ def _weights_only_round_trip(state):
 
 
 @each_agent
-def test_act_gives_bounded_float32_actions(name, tmp_path):
-    _, agent, _, _ = _trained(name, 1, tmp_path)
-    obs = act_obs(batch_size=5)
+def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
+    cfg, agent, _, _ = _trained(name, obs_type, 1, tmp_path)
+    obs = act_obs(cfg, batch_size=5)
     for eval_mode, step in ((True, 0), (False, 0), (False, 10**6)):  # train mode: exploring, then the policy's
         agent.train(not eval_mode)
         action = agent.act(obs, eval_mode=eval_mode, step=step)
@@ -53,8 +59,8 @@ def test_act_gives_bounded_float32_actions(name, tmp_path):
 
 
 @each_agent
-def test_update_returns_finite_float_metrics(name, tmp_path):
-    _, _, _, history = _trained(name, 1, tmp_path)
+def test_update_returns_finite_float_metrics(name, obs_type, tmp_path):
+    _, _, _, history = _trained(name, obs_type, 1, tmp_path)
     for metrics in history:
         assert isinstance(metrics, dict) and metrics
         bad = {k: v for k, v in metrics.items() if not (isinstance(k, str) and type(v) is float and math.isfinite(v))}
@@ -63,12 +69,12 @@ def test_update_returns_finite_float_metrics(name, tmp_path):
 
 
 @each_agent
-def test_state_dict_round_trip_acts_and_trains_the_same(name, tmp_path):
-    cfg, agent, sample, _ = _trained(name, 1, tmp_path)
-    _, restored = build(name, 2, tmp_path)  # other initial weights, overwritten by the load
+def test_state_dict_round_trip_acts_and_trains_the_same(name, obs_type, tmp_path):
+    cfg, agent, sample, _ = _trained(name, obs_type, 1, tmp_path)
+    _, restored = build(name, 2, tmp_path, obs_type)  # other initial weights, overwritten by the load
     restored.load_state_dict(_weights_only_round_trip(agent.state_dict()))
     assert_same_state(agent.state_dict(), restored.state_dict())
-    obs = act_obs()
+    obs = act_obs(cfg)
     for a in (agent, restored):
         a.train(False)
     np.testing.assert_array_equal(seeded_act(agent, obs), seeded_act(restored, obs))
@@ -84,23 +90,23 @@ def test_state_dict_round_trip_acts_and_trains_the_same(name, tmp_path):
 
 
 @each_agent
-def test_same_seed_same_updates(name, tmp_path):
-    _, first, _, metrics = _trained(name, 3, tmp_path / "a")
-    _, second, _, again = _trained(name, 3, tmp_path / "b")
+def test_same_seed_same_updates(name, obs_type, tmp_path):
+    _, first, _, metrics = _trained(name, obs_type, 3, tmp_path / "a")
+    _, second, _, again = _trained(name, obs_type, 3, tmp_path / "b")
     assert metrics == again
     assert_same_state(first.state_dict(), second.state_dict())
-    _, _, _, other = _trained(name, 4, tmp_path / "c")
+    _, _, _, other = _trained(name, obs_type, 4, tmp_path / "c")
     assert other != metrics  # the seed matters, so the equality above is not vacuous
 
 
 @each_agent
-def test_exported_weights_load_and_act_the_same(name, tmp_path):
-    cfg, agent, _, _ = _trained(name, 1, tmp_path)
-    policy = load_policy(export(cfg, agent), spaces_env())
+def test_exported_weights_load_and_act_the_same(name, obs_type, tmp_path):
+    cfg, agent, _, _ = _trained(name, obs_type, 1, tmp_path)
+    policy = load_policy(export(cfg, agent), spaces_env(cfg))
     assert type(policy) is type(agent)
     assert not any(p.requires_grad for m in policy_modules(policy).values() for p in m.parameters())
     agent.train(False)
-    obs = act_obs()
+    obs = act_obs(cfg)
     np.testing.assert_array_equal(seeded_act(agent, obs), seeded_act(policy, obs))
 
 
@@ -132,3 +138,18 @@ def test_distilled_student_loads_and_scores_through_evaluate(tmp_path):
     trained = json.loads((run / "results.json").read_text())
     keys = [f"{t}/{m}" for t in tasks for m in ("success", "return")] + ["success", "return"]
     assert {k: scored[k] for k in keys} == {k: trained[k] for k in keys}  # both tasks, the run's eval episodes
+
+
+def test_load_policy_explains_files_it_cannot_rebuild(tmp_path):
+    cfg, agent = build("distill", 1, tmp_path)
+    saved = torch.load(export(cfg, agent), weights_only=False)
+    del saved["agent"]["goals"]  # a student's goals are needed to rebuild it
+    torch.save(saved, tmp_path / "no_goals.pt")
+    with pytest.raises(ConfigError, match="lacks goals in its saved agent state"):
+        load_policy(tmp_path / "no_goals.pt", spaces_env(cfg))
+    cfg, agent = build("drqv2", 1, tmp_path)
+    saved = torch.load(export(cfg, agent), weights_only=False)
+    saved["config"]["agent"]["twin_q"] = "max"  # the constructor refuses it
+    torch.save(saved, tmp_path / "bad_option.pt")
+    with pytest.raises(ConfigError, match="twin_q must be one of"):
+        load_policy(tmp_path / "bad_option.pt", spaces_env(cfg))

@@ -41,7 +41,7 @@ def golden_record(name: str, data_dir: Path) -> dict:
     metrics = [update(step) for step in range(UPDATES)]
     agent.train(False)
     return {"agent": name, "seed": SEED, "updates": UPDATES, "torch": torch.__version__, "metrics": metrics,
-            "actions": seeded_act(agent, act_obs()).tolist(), "checksum": checksum(agent)}
+            "actions": seeded_act(agent, act_obs(cfg)).tolist(), "checksum": checksum(agent)}
 
 
 @pytest.mark.parametrize("name", AGENT_NAMES)
