@@ -19,8 +19,8 @@ from polytask.agents.frozen import policy_modules
 from polytask.data.goals import onehot_goals
 from polytask.errors import ConfigError
 from polytask.training.build import env_factory, load_policy, read_weights, tasks_of
-from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, export,
-                                 seeded_act, spaces_env, takes_pixels, update)
+from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, checksum,
+                                 export, seeded_act, spaces_env, takes_pixels, update)
 from tests.conftest import DEVICE, run_script, torch_round_trip
 
 with tempfile.TemporaryDirectory() as _tmp:
@@ -49,18 +49,26 @@ def _weights_only_round_trip(state):
 @each_agent
 def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
     cfg, agent, _, _ = _trained(name, obs_type, 1, tmp_path)
-    obs = act_obs(cfg, batch_size=5)
-    for eval_mode, step in ((True, 0), (False, 0), (False, 10**6)):  # train mode: exploring, then the policy's
-        agent.train(not eval_mode)
-        action = agent.act(obs, eval_mode=eval_mode, step=step)
-        assert isinstance(action, np.ndarray) and action.dtype == np.float32, (eval_mode, type(action))
-        assert action.shape == (5, ACTION_DIM), (eval_mode, action.shape)
-        assert np.isfinite(action).all() and np.abs(action).max() <= 1.0, (eval_mode, action)
+    weights = torch_round_trip(agent.state_dict())
+    for batch_size in (5, 1):  # the evaluator's batches, the online trainer's single observation
+        obs = act_obs(cfg, batch_size)
+        given = torch_round_trip(obs)
+        for eval_mode, step in ((True, 0), (False, 0), (False, 10**6)):  # train mode: exploring, then the policy's
+            agent.train(not eval_mode)
+            action = agent.act(obs, eval_mode=eval_mode, step=step)
+            assert isinstance(action, np.ndarray) and action.dtype == np.float32, (eval_mode, type(action))
+            assert action.shape == (batch_size, ACTION_DIM), (eval_mode, action.shape)
+            assert np.isfinite(action).all() and np.abs(action).max() <= 1.0, (eval_mode, action)
+        assert_same_state(given, obs, "obs")  # acting leaves the observations alone
+    assert_same_state(weights, agent.state_dict())  # and the weights
 
 
 @each_agent
 def test_update_returns_finite_float_metrics(name, obs_type, tmp_path):
-    _, _, _, history = _trained(name, obs_type, 1, tmp_path)
+    cfg, agent, sample, history = _trained(name, obs_type, 1, tmp_path)
+    before = checksum(agent)
+    history.append(update(cfg, agent, sample(), len(history)))
+    assert checksum(agent) != before  # an update learns
     for metrics in history:
         assert isinstance(metrics, dict) and metrics
         bad = {k: v for k, v in metrics.items() if not (isinstance(k, str) and type(v) is float and math.isfinite(v))}
