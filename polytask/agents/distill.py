@@ -94,6 +94,18 @@ class DistillAgent:
         self.opt.step()
         return {"loss": loss.item()}
 
+    def restrict_to_task(self, task_id: int) -> None:
+        """Keep only the goal of task ``task_id`` (an index into ``goals``): afterwards observations
+        with ``task_id`` 0 get that task's goal, as a single-task run (a residual policy on this
+        student, its one-task evaluator) passes them.
+
+        Raises:
+            IndexError: if there is no task ``task_id``.
+        """
+        if not 0 <= task_id < len(self.goals):
+            raise IndexError(f"task_id {task_id} is not one of this student's {len(self.goals)} tasks")
+        self.goals = self.goals[task_id:task_id + 1]
+
     def train(self, training: bool = True) -> None:
         for m in (self.encoder, self.goal_encoder, self.policy):
             m.train(training)
