@@ -18,9 +18,9 @@ from omegaconf import OmegaConf
 from polytask.agents.frozen import policy_modules
 from polytask.data.goals import onehot_goals
 from polytask.errors import ConfigError
-from polytask.training.build import env_factory, load_policy, read_weights, tasks_of
+from polytask.training.build import env_factory, load_base_policy, load_policy, read_weights, tasks_of
 from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, checksum,
-                                 export, seeded_act, spaces_env, takes_pixels, update)
+                                 export, seeded_act, small_cfg, spaces_env, takes_pixels, update)
 from tests.conftest import DEVICE, run_script, torch_round_trip
 
 with tempfile.TemporaryDirectory() as _tmp:
@@ -161,3 +161,19 @@ def test_load_policy_explains_files_it_cannot_rebuild(tmp_path):
     torch.save(saved, tmp_path / "bad_option.pt")
     with pytest.raises(ConfigError, match="twin_q must be one of"):
         load_policy(tmp_path / "bad_option.pt", spaces_env(cfg))
+
+
+def test_multitask_student_as_a_single_task_base_policy(tmp_path):
+    cfg, student = build("distill", 1, tmp_path)
+    cfg.suite.task = ["reach", "push"]
+    path = export(cfg, student)
+    student.train(False)
+    obs = act_obs(cfg)
+    as_push = student.act({**obs, "task_id": np.ones(len(obs["state"]), np.int64)})
+    run = small_cfg("residual", 1, tmp_path)
+    run.suite.task, run.base_policy = ["push"], str(path)
+    base = load_base_policy(run, spaces_env(run))  # a push run passes task_id 0: the student acts for push
+    np.testing.assert_array_equal(base.act({**obs, "task_id": np.zeros(len(obs["state"]), np.int64)}), as_push)
+    run.suite.task = ["pick-place"]
+    with pytest.raises(ConfigError, match=r"trained on \['reach', 'push'\], not on pick-place"):
+        load_base_policy(run, spaces_env(run))
