@@ -2,7 +2,8 @@
 updates from a fixed seed on fixed synthetic data (tests/agent_harness.py), on CPU, against
 tests/golden/<agent>.json, so that any numerical change to an update is noticed.
 
-When a change is intended (a fix, a new default), regenerate the files and commit them with it:
+When a change is intended (a fix, a new default, other sizes or data in tests/agent_harness.py),
+regenerate the files and commit them with it:
 
     POLYTASK_UPDATE_GOLDEN=1 python -m pytest -q tests/test_golden.py
 """
