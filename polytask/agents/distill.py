@@ -22,14 +22,22 @@ class DistillAgent:
     encoder) are concatenated and mapped by an MLP to a tanh action. Loss: mean squared error to
     the relabelled expert action.
 
+    The goals travel in :meth:`state_dict` (``"goals"``) and are a constructor argument named in
+    :attr:`state_init_args`, so :func:`polytask.training.build.load_policy` rebuilds the student from
+    its weights file alone.
+
     Args:
         obs_shapes, action_dim, obs_type, device: as for :class:`polytask.agents.bc.BCAgent`.
         goals: per task its goal: float32 (N, G) vectors (one-hot or sentence embeddings) or uint8
-            (N, 3, H, W) goal images; observations carry ``task_id`` (B,) indices into it.
+            (N, 3, H, W) goal images, as an array or tensor; observations carry ``task_id`` (B,)
+            indices into it.
         lr: Adam learning rate (5e-5 in PolyTask).
         feature_dim, hidden_dim, hidden_depth: network sizes; ``goal_feature_dim`` for goal images.
         augment, pad: random shifts for pixel observations.
     """
+
+    #: constructor arguments that :meth:`state_dict` holds under the same names
+    state_init_args = ("goals",)
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str, goals: np.ndarray,
                  device: torch.device | str = "cpu", lr: float = 5e-5, feature_dim: int = 512,
@@ -45,7 +53,7 @@ class DistillAgent:
         else:
             self.encoder = nn.Identity()
             obs_dim = shape[0]
-        self.goals = torch.as_tensor(np.asarray(goals), device=self.device)
+        self.goals = torch.as_tensor(goals if torch.is_tensor(goals) else np.asarray(goals), device=self.device)
         if self.goals.dtype == torch.uint8:  # goal images
             genc = PixelEncoder(tuple(self.goals.shape[1:]))
             trunk, goal_dim = make_trunk(genc.repr_dim, goal_feature_dim, True)
@@ -86,6 +94,18 @@ class DistillAgent:
         self.opt.step()
         return {"loss": loss.item()}
 
+    def restrict_to_task(self, task_id: int) -> None:
+        """Keep only the goal of task ``task_id`` (an index into ``goals``): afterwards observations
+        with ``task_id`` 0 get that task's goal, as a single-task run (a residual policy on this
+        student, its one-task evaluator) passes them.
+
+        Raises:
+            IndexError: if there is no task ``task_id``.
+        """
+        if not 0 <= task_id < len(self.goals):
+            raise IndexError(f"task_id {task_id} is not one of this student's {len(self.goals)} tasks")
+        self.goals = self.goals[task_id:task_id + 1]
+
     def train(self, training: bool = True) -> None:
         for m in (self.encoder, self.goal_encoder, self.policy):
             m.train(training)
@@ -95,5 +115,17 @@ class DistillAgent:
                 "policy": self.policy.state_dict(), "goals": self.goals.cpu(), "opt": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore networks, optimiser and goals.
+
+        Raises:
+            ValueError: if the saved goals differ in shape or dtype from this student's (another
+                task set or goal modality).
+        """
+        goals = torch.as_tensor(state["goals"])
+        if goals.shape != self.goals.shape or goals.dtype != self.goals.dtype:
+            raise ValueError(f"the saved goals ({goals.dtype} {tuple(goals.shape)}) do not fit this student's "
+                             f"({self.goals.dtype} {tuple(self.goals.shape)}): it was trained on other tasks or "
+                             "another goal_modality")
         for k in ("encoder", "goal_encoder", "policy", "opt"):
             getattr(self, k).load_state_dict(state[k])
+        self.goals = goals.to(self.device)

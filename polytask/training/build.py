@@ -156,14 +156,18 @@ def read_weights(path: str | Path, device: torch.device | str = "cpu", how_to_ma
 
 
 def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cpu", how_to_make: str = "",
-                saved: dict | None = None):
+                saved: dict | None = None, task: str | None = None):
     """A frozen policy from a weights file exported by a finished run (see :func:`read_weights`),
     rebuilt from the file's own ``config.agent`` for ``env``'s observation and action spaces.
 
     The agent is returned in eval mode with every network's ``requires_grad`` off; call its
     ``act(obs, eval_mode=True)`` with obs arrays (B, ...) (plus ``env_index``/``is_first`` for
     policies with memory). An agent whose config names a ``base_policy`` (a residual policy) gets
-    that base loaded the same way.
+    that base loaded the same way. Constructor arguments that an agent class keeps in its state
+    rather than in the config (its ``state_init_args``, e.g. a distillation student's ``goals``) are
+    passed from the saved state. A multi-task policy (a student) used in a single-task run is
+    restricted to that run's ``task``: its ``task_id`` 0 then means that task (the id the online
+    trainer and a single-task evaluator pass).
 
     Args:
         path: the weights file, e.g. ``data/weights/bc/metaworld/reach-features-d10-seed1.pt``.
@@ -171,10 +175,14 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         device: torch device for the networks.
         how_to_make: the command that trains the missing weights, for the error message.
         saved: the file's contents when the caller has read them already (:func:`read_weights`).
+        task: the one task the policy will act in, or None (it acts for the tasks it was trained on,
+            ``task_id`` being the index in its own task list).
 
     Raises:
-        ConfigError: if the file is missing (with ``how_to_make`` or a BC example), unreadable, or its
-            agent does not fit ``env`` (other obs_type or action size).
+        ConfigError: if the file is missing (with ``how_to_make`` or a BC example), unreadable, lacks
+            a constructor argument its agent keeps in its state, or its agent does not fit ``env``
+            (other obs_type or action size); if a multi-task policy was not trained on ``task``, or
+            cannot be restricted to one task (no ``restrict_to_task``).
     """
     from polytask.agents.frozen import freeze
 
@@ -182,21 +190,44 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         saved = read_weights(path, device, how_to_make)
     run_cfg = saved["config"]
     options = {k: v for k, v in run_cfg["agent"].items() if k not in ("name", "trainer")}
-    extra = {}
-    if run_cfg.get("base_policy"):  # a residual policy: its frozen base first
-        extra["base_policy"] = load_policy(run_cfg["base_policy"], env, device)
-    obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
     name = saved.get("agent_name", run_cfg["agent"].get("name", "?"))
+    state_args = getattr(get_class(options["_target_"]), "state_init_args", ())
+    missing = [k for k in state_args if k not in saved["agent"]]
+    if missing:
+        raise ConfigError(f"The {name} policy in {path} lacks {', '.join(missing)} in its saved agent state, which "
+                          f"the agent needs to be rebuilt: it was not exported by this version's train.py; retrain it")
+    extra = {k: saved["agent"][k] for k in state_args}
+    if run_cfg.get("base_policy"):  # a residual policy: its frozen base first, for the residual's task
+        extra["base_policy"] = load_policy(run_cfg["base_policy"], env, device, task=str(run_cfg["suite"]["task"][0]))
+    obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
     try:
         agent = instantiate(options, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
                             obs_type=run_cfg["obs_type"], device=torch.device(device), **extra)
         agent.load_state_dict(saved["agent"])
-    except (RuntimeError, KeyError, ValueError) as e:
+    except (RuntimeError, KeyError, ValueError) as e:  # polytask.utils.instantiate lets the constructor's errors through
         raise ConfigError(f"The {name} policy in {path} (obs_type={run_cfg['obs_type']}) does not fit this env "
                           f"(observations {obs_shapes}, {env.action_space.shape[0]} actions): {e}") from e
-    log.info(f"Loaded a frozen {name} policy from {path} (trained on {run_cfg['suite']['name']} "
-             f"{list(run_cfg['suite']['task'])}, step {saved.get('step', '?')})")
+    tasks = [str(t) for t in run_cfg["suite"]["task"]]
+    log.info(f"Loaded a frozen {name} policy from {path} (trained on {run_cfg['suite']['name']} {tasks}, "
+             f"step {saved.get('step', '?')})")
+    if task is not None and len(tasks) > 1:
+        _restrict_to_task(agent, f"The {name} policy in {path}", tasks, task)
     return freeze(agent)
+
+
+def _restrict_to_task(agent, what: str, tasks: list[str], task: str) -> None:
+    """Have a policy trained on ``tasks`` act for ``task`` at ``task_id`` 0 (``agent.restrict_to_task``).
+
+    Raises:
+        ConfigError: if ``task`` is not one of ``tasks``, or the agent has no ``restrict_to_task``.
+    """
+    if task not in tasks:
+        raise ConfigError(f"{what} was trained on {tasks}, not on {task}: run one of those tasks, or pass another "
+                          "policy")
+    if not hasattr(agent, "restrict_to_task"):
+        raise ConfigError(f"{what} was trained on {len(tasks)} tasks {tasks} and cannot be restricted to {task} "
+                          f"(its agent has no restrict_to_task); pass a single-task policy")
+    agent.restrict_to_task(tasks.index(task))
 
 
 def load_base_policy(cfg: DictConfig, env: gym.Env):
@@ -213,7 +244,7 @@ def load_base_policy(cfg: DictConfig, env: gym.Env):
     if not cfg.get("base_policy"):
         raise ConfigError(f"agent={cfg.agent.name} decorates a frozen base policy: add base_policy=<weights file>. "
                           f"For a BC base, train one first:\n  {train_bc}")
-    return load_policy(cfg.base_policy, env, resolve_device(cfg.device), how_to_make=train_bc)
+    return load_policy(cfg.base_policy, env, resolve_device(cfg.device), how_to_make=train_bc, task=tasks_of(cfg)[0])
 
 
 def make_ot_rewarder(cfg: DictConfig, agent, demos: list[Episode]):
