@@ -20,7 +20,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import get_class
 
 from polytask.agents.frozen import policy_modules
@@ -111,13 +110,11 @@ def build(name: str, seed: int, data_dir: Path, obs_type: str = "features"):
 
 def takes_pixels(name: str, data_dir: Path) -> bool:
     """Whether agent ``name`` builds with ``obs_type=pixels`` (features-only agents refuse it with a
-    :class:`ConfigError`, which Hydra's ``instantiate`` wraps)."""
+    :class:`ConfigError`)."""
     try:
         build(name, 0, data_dir, "pixels")
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ConfigError):
-            return False
-        raise
+    except ConfigError:
+        return False
     return True
 
 
