@@ -12,7 +12,7 @@ from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import load_episodes
 from polytask.nets.gpt import CausalTransformer
 from polytask.training.demos import demo_path
-from tests.conftest import DEVICE, compose_cfg, run_script, trained_and_restored
+from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script, trained_and_restored
 
 pytest.importorskip("sklearn")
 
@@ -116,7 +116,8 @@ def test_train_bet_end_to_end_and_load_exported_weights(data_dir, tmp_path):
     p = run_script("train.py", *overrides)
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads((run / "results.json").read_text())["step"] == 20
-    weights = data_dir / "weights" / "bet" / "metaworld" / "drawer-close-features-d3-seed1.pt"
+    weights = exported_weights(p)
+    assert weights.parent == data_dir / "weights" / "bet" / "metaworld"
     env = make_env(compose_cfg("suite/metaworld_task=drawer-close").suite, "drawer-close", obs_type="features")
     try:
         policy = load_policy(weights, env)
