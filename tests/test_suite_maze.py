@@ -6,10 +6,23 @@ from gymnasium.utils.env_checker import check_env
 
 from polytask.data.demos import load_episodes, read_metadata
 from polytask.data.play import play_dataset_id, write_play_dataset
-from polytask.experts.maze import MazeExpert, WaypointController, plan_path, play_episodes
+from polytask.experts.maze import (
+    MazeExpert,
+    WaypointController,
+    plan_path,
+    play_episodes,
+)
 from polytask.suites import UnknownTaskError, make_env
-from polytask.suites.maze import (TASKS, MazeEnv, MazeLayout, UnreachableGoalError, distance_field, layout_of, make,
-                                  random_layout)
+from polytask.suites.maze import (
+    TASKS,
+    MazeEnv,
+    MazeLayout,
+    UnreachableGoalError,
+    distance_field,
+    layout_of,
+    make,
+    random_layout,
+)
 from tests.conftest import compose_cfg, run_script
 
 # A hand-made layout: the free cells form an S from (1, 1) to (5, 3); (1, 3) is walled off.
@@ -40,7 +53,7 @@ def test_env_checker_passes(obs_type):
     env = MazeEnv("umaze", obs_type=obs_type)
     check_env(env, skip_render_check=True)
     assert env.observation_space["state"].shape == (4,) and env.action_space.shape == (2,)
-    obs, info = env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
     np.testing.assert_allclose(obs["state"], [*env.cell_xy((3, 1)), 0, 0])  # (x, y, vx, vy) at the start cell
     if obs_type == "pixels":
         assert obs["pixels"].shape == (3, 32, 32) and obs["pixels"].dtype == np.uint8 and obs["pixels"].std() > 0

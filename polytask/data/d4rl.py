@@ -43,7 +43,7 @@ def _h5py():
 def _open(path: Path, what: str):
     """``h5py.File(path, "r")``, or a :class:`DatasetError` naming ``what`` the file should be."""
     if not path.exists():
-        raise DatasetError(f"No {what} at {path}")
+        raise DatasetError(f"No file at {path} (expected a {what})")
     try:
         return _h5py().File(path, "r")
     except OSError as e:
