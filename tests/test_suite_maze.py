@@ -201,8 +201,7 @@ def test_demos_round_trip(tmp_path):
     env.close()
 
 
-@pytest.mark.slow
-def test_bc_trains_on_maze_demos(tmp_path):
+def test_bc_learns_umaze_from_collected_demos(tmp_path):
     p = run_script("train.py", "agent=bc", "suite=maze", "obs_type=features", "suite/maze_task=umaze",
                    "num_demos_per_task=5", "num_train_steps=300", "eval_every_steps=300", "eval.num_episodes=4",
                    "eval.num_envs=4", "eval.video=off", "agent.hidden_dim=64", "batch_size=64", "device=cpu",
@@ -210,4 +209,4 @@ def test_bc_trains_on_maze_demos(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert (tmp_path / "datasets" / "polytask" / "maze" / "umaze-features-v0").exists()
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["step"] == 300
+    assert results["step"] == 300 and results["umaze/success"] >= 0.75  # the demos teach the path around the wall

@@ -176,10 +176,20 @@ def random_layout(size: int = 20, seed: int = 0, coverage: float = 0.25, keep_fr
     return m
 
 
-def _standard(name: str) -> np.ndarray:
-    from gymnasium_robotics.envs.maze import maps
+def _maze_module(name: str):
+    """``gymnasium_robotics.envs.maze.<name>``, or an ImportError naming the pip extra."""
+    import importlib
 
-    return np.asarray(getattr(maps, name), np.int8)
+    try:
+        with warnings.catch_warnings():  # gymnasium-robotics warns about Adroit rewards on import
+            warnings.simplefilter("ignore")
+            return importlib.import_module(f"gymnasium_robotics.envs.maze.{name}")
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+
+
+def _standard(name: str) -> np.ndarray:
+    return np.asarray(getattr(_maze_module("maps"), name), np.int8)
 
 
 def _layouts() -> dict[str, Any]:
@@ -212,13 +222,7 @@ def layout_of(task: str) -> MazeLayout:
 
 
 def _point_maze(maze_map: np.ndarray):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    env = PointMazeEnv(maze_map=maze_map.tolist(), continuing_task=True, reset_target=False)
+    env = _maze_module("point_maze").PointMazeEnv(maze_map=maze_map.tolist(), continuing_task=True, reset_target=False)
     os.remove(env.tmp_xml_file_path)  # gymnasium-robotics leaves the generated model file in /tmp
     return env
 
