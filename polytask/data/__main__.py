@@ -1,8 +1,11 @@
-"""Dataset tools: ``python -m polytask.data {inspect,import-rot} ...`` (also ``polytask-data``).
+"""Dataset tools: ``python -m polytask.data {inspect,import-rot,import-d4rl,import-spirl} ...``
+(also ``polytask-data``).
 
     python -m polytask.data inspect polytask/metaworld/hammer-pixels-v0      # by id under ./data
     python -m polytask.data inspect data/datasets/polytask/metaworld/hammer-pixels-v0
     python -m polytask.data import-rot expert_demos/hammer.pkl polytask/metaworld/hammer-pixels-v0
+    python -m polytask.data import-d4rl ~/.d4rl/datasets/kitchen_mixed-v0.hdf5 d4rl/kitchen-mixed-v0
+    python -m polytask.data import-spirl data/maze/ polytask/maze/spirl-play-pixels-v0
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polytask.data.d4rl import load_d4rl, load_spirl
 from polytask.data.demos import DatasetError, dataset_path, load_episodes, read_metadata, write_dataset
 from polytask.data.rot_pickle import load_rot_pickle
 
@@ -71,16 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pickle", help="path of the [pixels, states, actions, rewards] pickle")
     p.add_argument("dataset_id", help="id to write, e.g. polytask/metaworld/hammer-pixels-v0")
     p.add_argument("--frame-channels", type=int, default=3, help="channels per frame in the stacks")
+    p = sub.add_parser("import-d4rl", help="convert a D4RL-style HDF5 file (observations, actions, rewards, "
+                                          "terminals, timeouts) to a Minari dataset")
+    p.add_argument("file", help="path of the .hdf5 file, e.g. kitchen_mixed-v0.hdf5")
+    p.add_argument("dataset_id", help="id to write, e.g. d4rl/kitchen-mixed-v0")
+    p = sub.add_parser("import-spirl", help="convert SPiRL/SkiLD rollouts (traj<i>/states, actions, images, "
+                                           "pad_mask) to a Minari dataset")
+    p.add_argument("path", help="an .h5 rollout file or a folder searched for them")
+    p.add_argument("dataset_id", help="id to write, e.g. polytask/maze/spirl-play-pixels-v0")
+    p.add_argument("--no-images", action="store_true", help="keep states only, not the images")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "inspect":
             print(inspect(args.dataset, args.data_dir))
         else:
-            episodes = load_rot_pickle(args.pickle, args.frame_channels)
-            path = write_dataset(args.data_dir, args.dataset_id, episodes, env=None,
-                                 algorithm_name="imported PolyTask/ROT pickle",
-                                 description=f"imported from {args.pickle}",
-                                 extra_metadata={"source": str(args.pickle)})
+            source, kind, episodes = {
+                "import-rot": lambda: (args.pickle, "PolyTask/ROT pickle", load_rot_pickle(args.pickle, args.frame_channels)),
+                "import-d4rl": lambda: (args.file, "D4RL HDF5 file", load_d4rl(args.file)),
+                "import-spirl": lambda: (args.path, "SPiRL/SkiLD rollouts", load_spirl(args.path, not args.no_images)),
+            }[args.cmd]()
+            path = write_dataset(args.data_dir, args.dataset_id, episodes, env=None, algorithm_name=f"imported {kind}",
+                                 description=f"imported from {source}", extra_metadata={"source": str(source)})
             print(f"Wrote {len(episodes)} episodes to {path}")
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

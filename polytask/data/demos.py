@@ -42,6 +42,8 @@ class Episode:
         terminated, truncated: bool (T,).
         success: float32 (T,), 1.0 on steps where the task's success test held.
         seed: the ``reset(seed=)`` the episode started from, or None.
+        infos: per-step labels, arrays with T entries along axis 0 (e.g. play data's ``goal``);
+            stored as Minari infos (with the first entry repeated for the reset).
     """
 
     obs: dict[str, np.ndarray]
@@ -51,6 +53,7 @@ class Episode:
     truncated: np.ndarray
     success: np.ndarray
     seed: int | None = None
+    infos: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -101,6 +104,7 @@ def write_dataset(data_dir: str | os.PathLike, ds_id: str, episodes: list[Episod
     buffers = []
     for i, ep in enumerate(episodes):
         infos = {"success": np.concatenate([[0.0], ep.success]).astype(np.float32)}
+        infos.update({k: np.concatenate([v[:1], v]) for k, v in ep.infos.items()})
         buffers.append(EpisodeBuffer(
             id=i, seed=ep.seed, observations=dict(ep.obs), actions=ep.action,
             rewards=ep.reward, terminations=ep.terminated, truncations=ep.truncated, infos=infos))
@@ -183,7 +187,8 @@ def load_episodes(path: str | os.PathLike, num_episodes: int | None = None,
                 obs={k: np.asarray(v) for k, v in obs.items()},
                 action=np.asarray(ep.actions, np.float32), reward=np.asarray(ep.rewards, np.float32),
                 terminated=np.asarray(ep.terminations, bool), truncated=np.asarray(ep.truncations, bool),
-                success=success, seed=None if seed is None else int(seed)))
+                success=success, seed=None if seed is None else int(seed),
+                infos={k: np.asarray(v)[1:] for k, v in ep.infos.items() if k != "success"}))
     except DatasetError:
         raise
     except (OSError, KeyError, ValueError) as e:
