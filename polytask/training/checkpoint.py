@@ -59,11 +59,6 @@ def weights_path(cfg: Any, agent: str | None = None) -> Path:
     return Path(cfg.data_dir) / "weights" / (agent or cfg.agent.name) / cfg.suite.name / name
 
 
-def convert_command(path: str | Path) -> str:
-    """The command that rewrites a trusted file from an older PolyTask in the safe format."""
-    return f"python -m polytask.training.checkpoint convert {path} --trust"
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` or a weights file, as tensors, numbers,
     strings, ``None`` and containers only (``torch.load(weights_only=True)``): nothing in the file
@@ -92,6 +87,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # torch raises several types for torn or foreign files
         raise CheckpointError(f"Checkpoint {path} is unreadable ({type(e).__name__}: {e}); "
                               "delete it to start over, or pass resume=never") from e
+
+
+def convert_command(path: str | Path) -> str:
+    """The command that rewrites a trusted file from an older PolyTask in the safe format."""
+    return f"python -m polytask.training.checkpoint convert {path} --trust"
 
 
 def to_plain(obj: Any, where: str = "") -> Any:
