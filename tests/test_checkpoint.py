@@ -1,6 +1,7 @@
 """Checkpoints and weights files load as plain data only: crafted files are refused without running
 anything, files from before the change convert on request."""
 
+import datetime
 import random
 
 import numpy as np
@@ -115,3 +116,6 @@ def test_old_checkpoint_fails_clearly_then_converts_on_request(tmp_path, capsys)
     set_rng_state(state["rng"])
     assert np.random.random() == expected_numpy
     assert "replay" not in load_checkpoint(ckpt / "best.pt")
+    torch.save({"when": datetime.date(2020, 1, 1)}, tmp_path / "other.pt")  # no plain form: not converted
+    assert main(["convert", str(tmp_path / "other.pt"), "--trust"]) == 1
+    assert "Cannot convert datetime.date at ['when']" in capsys.readouterr().err

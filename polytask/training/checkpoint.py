@@ -104,7 +104,8 @@ def to_plain(obj: Any, where: str = "") -> Any:
     if isinstance(obj, (DictConfig, ListConfig)):
         return OmegaConf.to_container(obj, resolve=True)
     if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
-        return torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind == "u" and obj.dtype != np.uint8 else obj)
+        wide = obj.dtype.kind == "u" and obj.dtype != np.uint8  # torch has no uint16/32/64 for every op
+        return torch.from_numpy(np.ascontiguousarray(obj, np.int64 if wide else obj.dtype))
     if isinstance(obj, np.generic) and obj.dtype.kind in "biuf":
         return obj.item()
     if isinstance(obj, dict):

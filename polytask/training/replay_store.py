@@ -55,8 +55,8 @@ class ReplayStore:
             stored slots, oldest first; plain numbers for the checkpoint.
         """
         listed = {self._path(c).name for c in self.chunks}
-        for path in self.folder.glob("*.npz"):  # left by a kill, or dropped by the checkpoint on disk
-            if path.name not in listed:
+        for path in [*self.folder.glob("*.npz"), *self.folder.glob(".*.npz.*.tmp")]:  # left by a kill, or
+            if path.name not in listed:  # dropped from the list by the checkpoint on disk
                 path.unlink()
         oldest = max(0, buffer.count - buffer.capacity)
         chunks = [c for c in self.chunks if c[1] > oldest]
