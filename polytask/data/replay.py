@@ -186,7 +186,8 @@ class ReplayBuffer:
         if n > self.capacity:
             raise ValueError(f"{n} slots do not fit a buffer of capacity {self.capacity}")
         rows = self._rows(start, start + n)
-        for key, store in [*((f"obs.{k}", v) for k, v in self.obs.items()), *((k, getattr(self, k)) for k in SLOT_ARRAYS)]:
+        stores = {**{f"obs.{k}": v for k, v in self.obs.items()}, **{k: getattr(self, k) for k in SLOT_ARRAYS}}
+        for key, store in stores.items():
             if key not in arrays or arrays[key].shape != (n, *store.shape[1:]):
                 got = arrays[key].shape if key in arrays else "nothing"
                 raise ValueError(f"{key}: expected shape {(n, *store.shape[1:])}, got {got}")

@@ -24,7 +24,8 @@ from polytask.data.demos import DatasetError, Episode
 #: The globals a demo pickle may refer to: NumPy's array, dtype and scalar reconstruction, under the
 #: module names that NumPy 2 and NumPy 1 write, and ``codecs.encode``, which pickle protocols < 3 use
 #: for bytes (as torch's ``weights_only`` loader allows it).
-_ALLOWED_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode,
+_ALLOWED_GLOBALS = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                    ("_codecs", "encode"): codecs.encode,
                     **{(m, f): getattr(np_multiarray, f) for m in ("numpy._core.multiarray", "numpy.core.multiarray")
                        for f in ("_reconstruct", "scalar")}}
 
