@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -65,8 +66,13 @@ def set_seed(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Snapshot of the global RNG states (Python, NumPy, torch CPU/CUDA) for checkpoints."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Snapshot of the global RNG states (Python, NumPy, torch CPU/CUDA) for checkpoints, in tensors and
+    plain data only (so that :func:`polytask.training.checkpoint.load_checkpoint` reads it without
+    unpickling objects): NumPy's ``("MT19937", key, pos, has_gauss, cached_gaussian)`` keeps its
+    uint32 (624,) key as an int64 tensor."""
+    name, key, *rest = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(key.astype(np.int64)), *rest),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -75,23 +81,25 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(key).astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a temporary file in ``path``'s folder, fsync, then rename it over ``path``.
 
-    A process killed at any moment leaves either the old file or the new one, never a torn one.
+    A process killed at any moment leaves either the old file or the new one, never a torn one; if
+    ``write`` raises, the old file is kept and the temporary one removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -99,6 +107,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write` (temp file, fsync, rename)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def schedule(spec: float | str, step: int) -> float:

@@ -58,14 +58,14 @@ def trained_and_restored(make_agent, buffer, updates: int, batch_size: int):
 
 
 def torch_round_trip(obj):
-    """``obj`` written with ``torch.save`` and read back, as checkpoints go (optimiser states and
-    tensors are copied, not shared)."""
+    """``obj`` written with ``torch.save`` and read back as checkpoints are, with ``weights_only=True``
+    (optimiser states and tensors are copied, not shared; anything but plain data fails)."""
     import torch
 
     f = io.BytesIO()
     torch.save(obj, f)
     f.seek(0)
-    return torch.load(f, weights_only=False)
+    return torch.load(f, weights_only=True)
 
 
 def online_run_args(run_dir: Path, data_dir: Path, agent: str, task: str) -> list[str]:

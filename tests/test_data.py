@@ -112,6 +112,45 @@ def test_rot_pickle_bad_format(tmp_path):
         load_rot_pickle(tmp_path / "missing.pkl")
 
 
+class _Payload:
+    """Creates the file ``marker`` when unpickled, as a crafted pickle would run code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_rot_pickle_with_code_or_objects_is_refused(tmp_path):
+    _, _, states, actions = _short_pixel_episode()
+    T = len(actions)
+    marker = tmp_path / "ran"
+    crafted = [[np.zeros((T, 9, 84, 84), np.uint8)], [states[:T]], [actions], [_Payload(marker)]]
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(pickle.dumps(crafted))
+    with pytest.raises(DatasetError, match="refers to .*open, which is not loaded.*only NumPy arrays"):
+        load_rot_pickle(path)
+    assert not marker.exists()
+    pickle.loads(path.read_bytes())  # a real exploit: plain unpickling runs the payload
+    assert marker.exists()
+    path.write_bytes(pickle.dumps([[np.array([1, "a"], dtype=object)], [states[:T]], [actions], [np.zeros(T)]]))
+    with pytest.raises(DatasetError, match="dtype object.*numeric NumPy arrays only"):
+        load_rot_pickle(path)
+
+
+def test_rot_pickle_written_by_numpy_1_imports(tmp_path):
+    stacked, frames, states, actions = _short_pixel_episode()
+    T = len(actions)
+    data = pickle.dumps([[stacked[:T]], [states[:T]], [actions], [np.arange(T, dtype=np.float32)]], protocol=2)
+    assert b"numpy._core.multiarray" in data
+    path = tmp_path / "numpy1.pkl"
+    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))  # NumPy 1's module name
+    (ep,) = load_rot_pickle(path)
+    np.testing.assert_array_equal(ep.obs["pixels"][:T], frames[:T])
+    np.testing.assert_array_equal(ep.action, actions)
+
+
 def test_missing_dataset_error_gives_path_and_command(tmp_path):
     cfg = compose_cfg(f"data_dir={tmp_path}", "suite/metaworld_task=hammer", "collect_missing_demos=false")
     env = make("hammer", "features")

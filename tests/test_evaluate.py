@@ -32,3 +32,13 @@ def test_evaluate_missing_or_foreign_file(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     p = run_script("evaluate.py", f"policy={junk}", f"hydra.run.dir={tmp_path / 'ev'}")
     assert p.returncode == 1 and str(junk) in p.stdout + p.stderr and "Traceback" not in p.stderr
+
+
+def test_evaluate_refuses_a_crafted_file_without_running_it(tmp_path):
+    from tests.test_checkpoint import _crafted
+
+    crafted, marker = _crafted(tmp_path, "crafted")
+    p = run_script("evaluate.py", f"policy={crafted}", f"hydra.run.dir={tmp_path / 'ev'}")
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "it is not read" in out and "Traceback" not in out, out[-2000:]
+    assert not marker.exists()

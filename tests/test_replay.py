@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 from polytask.data.replay import ReplayBuffer
+from polytask.training.checkpoint import CheckpointError
+from polytask.training.replay_store import ReplayStore
+from tests.conftest import torch_round_trip
 
 
 def _obs(t, pixels=False):
@@ -68,13 +71,13 @@ def test_frame_stacks_rebuilt_by_index_and_wraparound():
     assert len(buf) == 8 and buf.sample_indices(200).min() >= 1  # slot 0 was overwritten
 
 
-def test_save_load_round_trip():
+def test_save_load_round_trip(tmp_path):
     a = ReplayBuffer(50, {"pixels": (9, 2, 2), "state": (2,)}, 1, seed=1)
     _episode(a, [1.0, 2.0, 3.0, 4.0], pixels=True)
     _episode(a, [5.0, 6.0], start=30, terminated_at_end=True, pixels=True)
-    state = a.state_dict()
+    state = ReplayStore(tmp_path).save(a)
     b = ReplayBuffer(50, {"pixels": (9, 2, 2), "state": (2,)}, 1, seed=7)
-    b.load_state_dict(state)
+    ReplayStore(tmp_path).load(b, torch_round_trip(state))
     x, y = a.sample(16), b.sample(16)
     for k in ("reward", "discount", "action"):
         np.testing.assert_array_equal(x[k].numpy(), y[k].numpy())
@@ -83,3 +86,76 @@ def test_save_load_round_trip():
     # the buffer keeps working after loading
     _episode(b, [1.0], start=40, pixels=True)
     assert b.num_transitions == a.num_transitions + 1
+
+
+def _play(buf, t0, t1):
+    """Events ``t0 .. t1-1`` of a stream of 5-step episodes (event 6k starts episode k, 6k+5 ends it
+    truncated), so that saves between events fall in the middle of episodes."""
+    for t in range(t0, t1):
+        if t % 6 == 0:
+            buf.add_first(_obs(t, pixels=True))
+        else:
+            buf.add(np.full(1, t, np.float32), float(t), _obs(t, pixels=True), False, t % 6 == 5)
+
+
+def _assert_same(a, b):
+    """Same counters and stored slots, and the same next sampled batch."""
+    assert (a.count, a.steps_added, a._cur_start) == (b.count, b.steps_added, b._cur_start)
+    first = max(0, a.count - a.capacity)
+    x, y = a.slot_arrays(first, a.count), b.slot_arrays(first, b.count)
+    for k in x:
+        np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    for k in ("reward", "discount", "action"):
+        np.testing.assert_array_equal(a.sample(8)[k].numpy(), b.sample(8)[k].numpy())
+
+
+def _buffer():
+    return ReplayBuffer(40, {"pixels": (9, 2, 2), "state": (2,)}, 1, seed=1)
+
+
+def test_saves_write_only_new_slots_and_reload_across_a_wrap(tmp_path):
+    a, store = _buffer(), ReplayStore(tmp_path)
+    for t in range(0, 140, 7):  # 140 events, 140 slots in a buffer of 40: it wraps three times
+        _play(a, t, t + 7)
+        state = store.save(a)
+        start, end = state["chunks"][-1]
+        assert end == a.count and end - start == (a.count if t == 0 else 8)  # the 7 new slots and the last saved one
+        assert state["chunks"][0][1] > a.count - a.capacity  # chunks that were overwritten since are not listed
+        b = ReplayBuffer(40, {"pixels": (9, 2, 2), "state": (2,)}, 1, seed=7)
+        ReplayStore(tmp_path).load(b, torch_round_trip(state))
+        rng = a.rng.bit_generator.state
+        _assert_same(a, b)
+        a.rng.bit_generator.state = rng  # sampling in the check leaves the run's stream as it was
+    # a chunk that a saved checkpoint no longer lists is deleted at the following save
+    assert len(list(tmp_path.glob("*.npz"))) > len(state["chunks"])
+    assert store.save(a) == state  # nothing new: no chunk written
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == sorted(f"{s}-{e}.npz" for s, e in state["chunks"])
+
+
+def test_kill_between_chunk_and_checkpoint_resumes_consistently(tmp_path):
+    a, store = _buffer(), ReplayStore(tmp_path)
+    _play(a, 0, 31)
+    state = store.save(a)  # the checkpoint on disk
+    ref = _buffer()
+    ReplayStore(tmp_path).load(ref, state)
+    _play(a, 31, 47)
+    store.save(a)  # its chunk is written, then the run is killed before it renames latest.pt
+    b, resumed = _buffer(), ReplayStore(tmp_path)
+    resumed.load(b, state)  # the extra chunk is ignored
+    _assert_same(ref, b)
+    (tmp_path / ".47-60.npz.x1y2.tmp").write_bytes(b"torn")  # a chunk whose writing was killed
+    _play(b, 31, 60)  # the resumed run goes on past the wrap and saves
+    state = resumed.save(b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}-{e}.npz" for s, e in state["chunks"])
+    c = _buffer()
+    ReplayStore(tmp_path).load(c, state)
+    _assert_same(b, c)
+
+
+def test_missing_chunk_is_a_checkpoint_error(tmp_path):
+    a = _buffer()
+    _play(a, 0, 10)
+    state = ReplayStore(tmp_path).save(a)
+    next(tmp_path.glob("*.npz")).unlink()
+    with pytest.raises(CheckpointError, match="missing or unreadable.*resume=never"):
+        ReplayStore(tmp_path).load(_buffer(), state)

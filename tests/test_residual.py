@@ -21,6 +21,7 @@ from polytask.training.build import load_policy
 from polytask.training.checkpoint import find_weights, load_checkpoint
 from polytask.training.logger import read_metrics
 from polytask.training.online import OnlineTrainer
+from polytask.training.replay_store import ReplayStore
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 SHAPES = {"state": (39,)}
@@ -262,15 +263,17 @@ def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Loaded a frozen bc policy" in p.stdout + p.stderr and "weights unchanged" in p.stdout + p.stderr
     ckpt = load_checkpoint(tmp_path / "res" / "checkpoints" / "latest.pt")
-    assert ckpt["replay"]["count"] == 302 and ckpt["replay"]["obs"]["base_action"].shape == (302, 4)
+    replay = ReplayBuffer(3000, {"state": (39,), "base_action": (4,)}, 4)
+    ReplayStore(tmp_path / "res" / "checkpoints" / "replay").load(replay, ckpt["replay"])
+    stored = replay.slot_arrays(0, replay.count)
+    assert ckpt["replay"]["count"] == 302 and stored["obs.base_action"].shape == (302, 4)
     assert "base_fingerprint" in ckpt["agent"] and "encoder" not in ckpt["agent"]  # no base weights stored
     # the stored base actions are the base policy's on every stored observation
     base = BCAgent(SHAPES, 4, "features", hidden_dim=64)
     base.load_state_dict(load_checkpoint(bc_weights)["agent"])
-    np.testing.assert_allclose(ckpt["replay"]["obs"]["base_action"],
-                               base.act({"state": ckpt["replay"]["obs"]["state"]}), atol=1e-5)
-    acts = ckpt["replay"]["action"][ckpt["replay"]["has_action"]]
-    assert np.all(np.abs(acts - ckpt["replay"]["obs"]["base_action"][ckpt["replay"]["has_action"]]) <= 0.2 + 1e-5)
+    np.testing.assert_allclose(stored["obs.base_action"], base.act({"state": stored["obs.state"]}), atol=1e-5)
+    acts = stored["action"][stored["has_action"]]
+    assert np.all(np.abs(acts - stored["obs.base_action"][stored["has_action"]]) <= 0.2 + 1e-5)
     p = run_script("train.py", *res, "num_train_steps=400", "eval_every_steps=400")
     assert p.returncode == 0 and "at step 300" in p.stdout + p.stderr, p.stderr[-3000:]
     assert json.loads((tmp_path / "res" / "results.json").read_text())["step"] == 400
@@ -281,7 +284,7 @@ def test_residual_run_from_bc_with_resume(data_dir, tmp_path):
     assert exported.name.startswith(f"drawer-close-features-seed7-on-bc-{bc_weights.stem}-")
     env = make_env(compose_cfg("suite/metaworld_task=drawer-close").suite, "drawer-close", obs_type="features")
     policy = load_policy(exported, env)
-    obs = {"state": ckpt["replay"]["obs"]["state"][:5]}
+    obs = {"state": stored["obs.state"][:5]}
     a = policy.act(obs, eval_mode=True)
     assert np.all(np.abs(a - base.act(obs)) <= 0.2 + 1e-5)
     env.close()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
 from polytask.training.trainer import NonFiniteLossError
 from polytask.utils import atomic_torch_save
-from tests.conftest import DEVICE, ROOT, compose_cfg, run_script
+from tests.conftest import DEVICE, ROOT, compose_cfg, online_run_args, run_script
 
 
 def _overrides(data_dir, run_dir, steps=300, seed=1):
@@ -74,6 +75,54 @@ def test_resume_after_kill_matches_uninterrupted_run(data_dir, tmp_path):
     # another seed gives other losses (so the comparison above can fail)
     assert run_script("train.py", *_overrides(data_dir, other, steps=50, seed=2)).returncode == 0
     assert _csv(other / "train.csv", "loss")[:2] != _csv(ref / "train.csv", "loss")[:2]
+
+
+def _deterministic_rows(path):
+    """A CSV's rows without the wall-clock columns."""
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if "seconds" not in k and k != "steps_per_s"} for r in csv.DictReader(f)]
+
+
+def test_online_resume_after_kill_matches_uninterrupted_run_across_a_replay_wrap(tmp_path):
+    """SAC on features, 600 steps with checkpoints every 250 (at episode ends) and a replay buffer of
+    400 slots, which wraps. One run is killed at step 550, after writing a replay chunk that its
+    latest.pt (step 500) does not list; resumed, it ends exactly as the uninterrupted run."""
+    def cfg(name):
+        args = online_run_args(tmp_path / name, tmp_path / name, "sac", "reach")
+        return compose_cfg(*[a for a in args if not a.startswith("hydra.")], "num_train_steps=600",
+                           "save_every_steps=250", "eval_every_steps=600", "eval.num_episodes=1", "replay_capacity=400",
+                           "update_every_steps=2")
+
+    ref = build_trainer(cfg("ref"), run_dir=tmp_path / "ref")
+    ref.run()
+    killed = build_trainer(cfg("killed"), run_dir=tmp_path / "killed")
+    step = killed.train_step
+
+    def train_step():
+        if killed.step == 550:
+            killed.state()  # a save that writes its replay chunk and is killed before latest.pt is renamed
+            raise KeyboardInterrupt
+        return step()
+
+    killed.train_step = train_step
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    ckpt = tmp_path / "killed" / "checkpoints"
+    assert load_checkpoint(ckpt / "latest.pt")["step"] == 500 and len(list((ckpt / "replay").glob("*.npz"))) == 3
+    resumed = build_trainer(cfg("killed"), run_dir=tmp_path / "killed")
+    resumed.run()
+    assert resumed.replay.count == ref.replay.count == 603 > resumed.replay.capacity  # 600 steps + 3 resets: wrapped
+    for name in ("train.csv", "eval.csv"):
+        assert _deterministic_rows(tmp_path / "ref" / name) == _deterministic_rows(tmp_path / "killed" / name)
+    a, b = load_checkpoint(tmp_path / "ref" / "checkpoints" / "latest.pt"), load_checkpoint(ckpt / "latest.pt")
+    for k, v in a["agent"]["actor"].items():
+        assert torch.equal(v, b["agent"]["actor"][k]), k
+    for k, v in ref.replay.slot_arrays(203, 603).items():
+        np.testing.assert_array_equal(resumed.replay.slot_arrays(203, 603)[k], v, err_msg=k)
+    assert a["replay"] == b["replay"] | {"chunks": a["replay"]["chunks"]}  # same counters and sampling RNG state
+    # the killed run's stray chunk is gone (deleted at the first save after resuming); best.pt holds the agent only
+    assert {p.name for p in (ckpt / "replay").glob("*.npz")} == {f"{s}-{e}.npz" for s, e in b["replay"]["chunks"]}
+    assert set(load_checkpoint(ckpt / "best.pt")) == {"agent", "agent_name", "step", "config", "eval"}
 
 
 def test_unknown_task_exits_with_valid_list(tmp_path):

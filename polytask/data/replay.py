@@ -19,6 +19,9 @@ import torch
 
 from polytask.data.buffer import gather_stacks
 
+#: Per-slot arrays besides the observations (see :meth:`ReplayBuffer.slot_arrays`).
+SLOT_ARRAYS = ("action", "reward", "terminated", "truncated", "has_action", "ep_start")
+
 
 class ReplayBuffer:
     """Preallocated replay buffer with n-step returns.
@@ -151,24 +154,58 @@ class ReplayBuffer:
         return self.get(self.sample_indices(batch_size))
 
     # -- persistence ----------------------------------------------------------------------------
+    def _rows(self, start: int, end: int) -> slice | np.ndarray:
+        """Rows of absolute slots ``[start, end)``: a slice unless they wrap around the end."""
+        lo, hi = start % self.capacity, (end - 1) % self.capacity + 1
+        return slice(lo, hi) if end > start and lo < hi else np.arange(start, end) % self.capacity
+
+    def slot_arrays(self, start: int, end: int) -> dict[str, np.ndarray]:
+        """What is stored for absolute slots ``[start, end)``, which must be among the newest
+        ``capacity`` (views where the rows do not wrap): ``obs.<key>`` per observation key and
+        ``action``, ``reward``, ``terminated``, ``truncated``, ``has_action``, ``ep_start``, each
+        with ``end - start`` rows.
+
+        Raises:
+            ValueError: if the slots are not all stored.
+        """
+        if not max(0, self.count - self.capacity) <= start <= end <= self.count:
+            raise ValueError(f"slots [{start}, {end}) are not all stored: the buffer holds "
+                             f"[{max(0, self.count - self.capacity)}, {self.count})")
+        rows = self._rows(start, end)
+        return {**{f"obs.{k}": v[rows] for k, v in self.obs.items()},
+                **{k: getattr(self, k)[rows] for k in SLOT_ARRAYS}}
+
+    def write_slot_arrays(self, start: int, arrays: dict[str, np.ndarray]) -> None:
+        """Store what :meth:`slot_arrays` returned, from absolute slot ``start`` on (the counters are
+        :meth:`load_state_dict`'s).
+
+        Raises:
+            ValueError: if a key is missing or the shapes do not fit this buffer.
+        """
+        n = len(arrays["action"])
+        if n > self.capacity:
+            raise ValueError(f"{n} slots do not fit a buffer of capacity {self.capacity}")
+        rows = self._rows(start, start + n)
+        stores = {**{f"obs.{k}": v for k, v in self.obs.items()}, **{k: getattr(self, k) for k in SLOT_ARRAYS}}
+        for key, store in stores.items():
+            if key not in arrays or arrays[key].shape != (n, *store.shape[1:]):
+                got = arrays[key].shape if key in arrays else "nothing"
+                raise ValueError(f"{key}: expected shape {(n, *store.shape[1:])}, got {got}")
+            store[rows] = arrays[key]
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything stored (only the filled rows) plus counters and the sampling RNG state."""
-        n = len(self)
-        arrays = {"action": self.action, "reward": self.reward, "terminated": self.terminated,
-                  "truncated": self.truncated, "has_action": self.has_action, "ep_start": self.ep_start}
+        """Counters and the sampling RNG state (plain numbers); the stored slots are saved apart
+        (:meth:`slot_arrays`, :class:`polytask.training.replay_store.ReplayStore`)."""
         return {"capacity": self.capacity, "count": self.count, "cur_start": self._cur_start,
-                "steps_added": self.steps_added,
-                "rng": self.rng.bit_generator.state,
-                "obs": {k: v[:n].copy() for k, v in self.obs.items()},
-                **{k: v[:n].copy() for k, v in arrays.items()}}
+                "steps_added": self.steps_added, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved.
+
+        Raises:
+            ValueError: if the saved buffer had another capacity.
+        """
         if state["capacity"] != self.capacity:
             raise ValueError(f"saved buffer has capacity {state['capacity']}, this one {self.capacity}")
-        n = len(state["action"])
-        for k, v in state["obs"].items():
-            self.obs[k][:n] = v
-        for k in ("action", "reward", "terminated", "truncated", "has_action", "ep_start"):
-            getattr(self, k)[:n] = state[k]
         self.count, self._cur_start, self.steps_added = state["count"], state["cur_start"], state["steps_added"]
         self.rng.bit_generator.state = state["rng"]

@@ -133,11 +133,13 @@ def load_bc_into(agent, cfg: DictConfig, env: gym.Env) -> None:
 def read_weights(path: str | Path, device: torch.device | str = "cpu", how_to_make: str = "") -> dict:
     """The contents of a weights file exported by a finished run (:meth:`Trainer.export_weights`:
     ``{"agent": state_dict, "agent_name", "config": resolved run config, ...}``; a run's
-    ``checkpoints/*.pt`` hold the same keys), tensors on ``device``.
+    ``checkpoints/*.pt`` hold the same keys), tensors on ``device``. The file is read as tensors and
+    plain data only (:func:`polytask.training.checkpoint.load_checkpoint`): nothing in it is run.
 
     Raises:
         ConfigError: if the file is missing (with ``how_to_make``, the command that trains it, or a
-            BC example), unreadable, or lacks ``config`` or ``agent``.
+            BC example), unreadable, holds other objects (the message gives the conversion command for
+            a file from an older PolyTask), or lacks ``config`` or ``agent``.
     """
     from polytask.training.checkpoint import CheckpointError, load_checkpoint
 

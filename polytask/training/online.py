@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from omegaconf import DictConfig
 from polytask.data.buffer import DemoBuffer
 from polytask.data.replay import ReplayBuffer
 from polytask.rewards.ot import OTRewarder
+from polytask.training.checkpoint import checkpoint_dir
 from polytask.training.evaluator import Evaluator
+from polytask.training.replay_store import ReplayStore
 from polytask.training.trainer import NonFiniteLossError, Trainer
 
 #: Training episode ``e`` of a run with seed ``s`` resets with ``TRAIN_SEED_BASE + 100_000·s + e``
@@ -235,8 +238,15 @@ class OnlineTrainer(Trainer):
             log.info("Frozen base policy weights unchanged (fingerprint checked)")
         return super().export_weights()
 
+    @cached_property
+    def replay_store(self) -> ReplayStore:
+        """Where the replay buffer is saved, one chunk of new steps per checkpoint (``checkpoints/replay/``)."""
+        return ReplayStore(checkpoint_dir(self.run_dir) / "replay")
+
     def extra_state(self) -> dict[str, Any]:
-        state = {"replay": self.replay.state_dict(), "episode": self.episode}
+        """The episode counter, demo and reward states, and the replay buffer's counters and chunk list; writes
+        the steps stored since the last call as a new chunk file (:meth:`ReplayStore.save`)."""
+        state = {"replay": self.replay_store.save(self.replay), "episode": self.episode}
         if self.demos is not None:
             state["demos"] = self.demos.state_dict()
         if self.reward_fn is not None:
@@ -244,7 +254,12 @@ class OnlineTrainer(Trainer):
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.replay.load_state_dict(state["replay"])
+        """Restore :meth:`extra_state`, the replay buffer from its chunk files.
+
+        Raises:
+            CheckpointError: if a chunk file is missing or unreadable.
+        """
+        self.replay_store.load(self.replay, state["replay"])
         self.episode = state["episode"]
         if self.demos is not None:
             self.demos.load_state_dict(state["demos"])

@@ -71,9 +71,17 @@ class Trainer:
         return self.agent.act(obs, eval_mode=True)
 
     # -- shared machinery -----------------------------------------------------------------------
+    def weights_state(self) -> dict[str, Any]:
+        """The agent and what is needed to use it, as exported weights files and ``best.pt`` hold it:
+        ``agent`` (its ``state_dict``), ``agent_name``, ``step``, ``config`` (resolved) and ``eval``
+        (the last evaluation's metrics)."""
+        return {"agent": self.agent.state_dict(), "agent_name": self.cfg.agent.name, "step": self.step,
+                "config": OmegaConf.to_container(self.cfg, resolve=True), "eval": self.last_eval}
+
     def state(self) -> dict[str, Any]:
-        """Everything a resumed run needs: agent, step, best score, last eval, RNG states, the
-        resolved config and :meth:`extra_state`."""
+        """Everything a resumed run needs (``latest.pt``): agent, step, best score, last eval, RNG
+        states, the resolved config and :meth:`extra_state` (which may write files of its own beside
+        the checkpoint, e.g. replay chunks)."""
         return {"agent": self.agent.state_dict(), "step": self.step, "best_score": self.best_score,
                 "last_eval": self.last_eval, "rng": rng_state(),
                 "config": OmegaConf.to_container(self.cfg, resolve=True), **self.extra_state()}
@@ -92,9 +100,10 @@ class Trainer:
         return True
 
     def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
-        """Run ``cfg.eval`` episodes with :meth:`policy`, log them, and write ``best.pt`` when the
-        (success, return) score beats the best so far. Videos: every eval or only the ``final`` one
-        (``cfg.eval.video``). Returns the eval metrics (success rate, return, ...)."""
+        """Run ``cfg.eval`` episodes with :meth:`policy`, log them, and write ``best.pt``
+        (:meth:`weights_state`) when the (success, return) score beats the best so far. Videos:
+        every eval or only the ``final`` one (``cfg.eval.video``). Returns the eval metrics (success
+        rate, return, ...)."""
         video = self.cfg.eval.video == "all" or (final and self.cfg.eval.video == "final")
         self.agent.train(False)
         start = time.perf_counter()
@@ -106,7 +115,7 @@ class Trainer:
         score = (metrics["success"], metrics["return"])  # success first; return for suites without one
         if score > self.best_score:
             self.best_score = score
-            save_checkpoint(self.run_dir, self.state(), "best")
+            save_checkpoint(self.run_dir, self.weights_state(), "best")
         return metrics
 
     def run(self) -> dict[str, float]:
@@ -130,11 +139,10 @@ class Trainer:
         return self.last_eval
 
     def export_weights(self) -> Path:
-        """Write the final agent weights to :func:`weights_path` (where ``load_bc`` and snapshot
-        experts look for them)."""
+        """Write the final agent weights (:meth:`weights_state`) to :func:`weights_path` (where
+        ``load_bc`` and snapshot experts look for them)."""
         path = weights_path(self.cfg)
-        atomic_torch_save({"agent": self.agent.state_dict(), "agent_name": self.cfg.agent.name, "step": self.step,
-                           "config": OmegaConf.to_container(self.cfg, resolve=True), "eval": self.last_eval}, path)
+        atomic_torch_save(self.weights_state(), path)
         log.info(f"Weights: {path}")
         return path
 

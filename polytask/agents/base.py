@@ -1,0 +1,109 @@
+"""The agent contract: everything a trainer, the evaluator or :func:`polytask.training.weights.load_policy`
+calls on an agent, with the defaults of the optional hooks.
+
+A new algorithm subclasses :class:`Agent` in its own module, names it in ``cfgs/agent/<name>.yaml``
+(``_target_``), and touches nothing else: what a run must hand it (demonstrations, another run's
+weights, a frozen base policy) it names in :meth:`Agent.inputs`, and the builder provides those as
+constructor arguments; what it does per step or per episode beyond acting and updating it does
+through the hooks below, which the trainers call on every agent.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+
+class Agent(abc.ABC):
+    """Base class of every PolyTask agent.
+
+    Constructors take ``obs_shapes`` (per observation key its shape, e.g. ``{"state": (39,)}`` or
+    ``{"pixels": (9, 84, 84), "state": (39,)}``), ``action_dim`` (A, actions in [-1, 1]), ``obs_type``
+    (``"features"`` or ``"pixels"``), ``device`` and their options from the agent config, plus the
+    inputs named by :meth:`inputs` (keyword arguments of the same names, None when not asked for).
+
+    Required: :meth:`act`, :meth:`update`, :meth:`state_dict`, :meth:`load_state_dict`, :meth:`train`.
+    Optional hooks (the defaults do nothing): :meth:`observe`, :meth:`episode_rewards`,
+    :meth:`check_frozen`, :meth:`reset_networks`.
+    """
+
+    #: constructor arguments that :meth:`state_dict` holds under the same names, so that
+    #: ``load_policy`` can rebuild the agent from its weights file alone (a student's ``goals``)
+    state_init_args: ClassVar[tuple[str, ...]] = ()
+    #: whether :meth:`episode_rewards` gives the rewards learnt from (the trainer then stores each
+    #: episode at its end, with those rewards, instead of step by step with the env's)
+    rewards_at_episode_end: bool = False
+    #: whether :meth:`reset_networks` is implemented (``reset_every_steps`` needs it)
+    can_reset_networks: ClassVar[bool] = False
+    #: shapes (without the batch axis) of the keys :meth:`observe` adds; set per instance
+    extra_obs_shapes: Mapping[str, tuple[int, ...]] = MappingProxyType({})
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise ValueError for options (the agent config) that cannot work together, before any
+        input is loaded or network built. Default: no cross-option rule."""
+
+    @classmethod
+    def inputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The run inputs this agent needs with ``options`` (its config), passed to the constructor
+        under these names by the builder (:mod:`polytask.training.inputs`):
+
+        - ``"demos"``: a :class:`polytask.data.buffer.DemoBuffer` over the run's demos (its obs key);
+        - ``"demo_episodes"``: the first task's demos, ``list[polytask.data.demos.Episode]``;
+        - ``"bc_state"``: the agent state of the BC run of the same suite, tasks, obs_type, demo
+          count and seed (``bc_weights=<file>`` names another weights file);
+        - ``"base_policy"``: the frozen policy of the ``base_policy`` weights file.
+
+        Default: none.
+        """
+        return ()
+
+    @abc.abstractmethod
+    def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
+        """Actions float32 (B, A) in [-1, 1] for a batch of observations ``obs`` (per key (B, ...);
+        also ``task_id``, ``env_index`` int64 (B,) and ``is_first`` bool (B,)), exploring unless
+        ``eval_mode``; ``step`` is the agent step (for schedules)."""
+
+    @abc.abstractmethod
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+        """One update on ``batch`` (what the agent's trainer samples: a replay batch, demo
+        transitions or windows); returns finite float metrics (losses, Q values, ...)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training (networks, optimisers, sampler states) as tensors,
+        numbers, strings and containers only: checkpoints and weights files are read without
+        unpickling code."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. Raises ValueError or RuntimeError if ``state`` does not fit."""
+
+    @abc.abstractmethod
+    def train(self, training: bool = True) -> None:
+        """Switch the networks to training or evaluation mode (dropout, normalisation)."""
+
+    # -- optional hooks ---------------------------------------------------------------------------
+    def observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Extras computed once for every observation an online trainer receives (batch of 1, the
+        keys :meth:`act` gets), stored with it as observation keys listed in ``extra_obs_shapes``
+        (the residual agent's base action). Default: none."""
+        return {}
+
+    def episode_rewards(self, obs: dict[str, np.ndarray], step: int) -> np.ndarray:
+        """With :attr:`rewards_at_episode_end`: the rewards float32 (T,) of an episode whose
+        observations are ``obs`` (per key (T+1, ...), the reset one first), at agent ``step``
+        (ROT's optimal-transport rewards)."""
+        raise NotImplementedError(f"{type(self).__name__} computes no episode rewards")
+
+    def check_frozen(self) -> None:
+        """Raise if weights that must stay frozen changed (called before the final weights are
+        exported). Default: nothing is frozen."""
+
+    def reset_networks(self) -> None:
+        """Re-initialise the networks, keeping the data (periodic resets, ``reset_every_steps``);
+        agents that implement it set :attr:`can_reset_networks`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reset its networks")
