@@ -15,7 +15,7 @@ from polytask.cli import run_entry
 
 @hydra.main(config_path="cfgs", config_name="evaluate", version_base="1.3")
 def main(cfg):
-    from polytask.training.build import evaluate_weights
+    from polytask.training.evaluate import evaluate_weights
 
     run_entry(lambda c: evaluate_weights(c, Path(HydraConfig.get().runtime.output_dir)), cfg)
 

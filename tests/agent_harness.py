@@ -28,7 +28,8 @@ from polytask.data.demos import Episode
 from polytask.data.goals import image_goals, onehot_goals
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
-from polytask.training.build import load_base_policy, make_agent
+from polytask.training.inputs import base_policy as load_base_policy
+from polytask.training.inputs import make_agent
 from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
 from polytask.training.offline import OfflineTrainer, WindowTrainer
@@ -178,18 +179,10 @@ def batch_sampler(cfg, agent, episodes: dict[int, list[Episode]] | None = None) 
                               "to batch_sampler() and update()")
 
 
-def update(cfg, agent, batch: dict[str, Any], step: int) -> dict[str, float]:
-    """``agent.update`` called as its trainer calls it (online trainers also pass a demo batch, None
-    without ``bc_regularize``)."""
-    if issubclass(get_class(cfg.agent.trainer), OnlineTrainer):
-        return agent.update(batch, step, None)
-    return agent.update(batch, step)
-
-
 def feeder(cfg, agent) -> Callable[[int], dict[str, float]]:
-    """``update(step) -> metrics`` on the next batch of :func:`batch_sampler`."""
+    """``update(step) -> metrics`` on the next batch of :func:`batch_sampler`, as its trainer calls it."""
     sample = batch_sampler(cfg, agent)
-    return lambda step: update(cfg, agent, sample(), step)
+    return lambda step: agent.update(sample(), step)
 
 
 def act_obs(cfg, batch_size: int = 4, seed: int = 1) -> dict[str, np.ndarray]:

@@ -18,9 +18,11 @@ from omegaconf import OmegaConf
 from polytask.agents.frozen import policy_modules
 from polytask.data.goals import onehot_goals
 from polytask.errors import ConfigError
-from polytask.training.build import env_factory, load_base_policy, load_policy, read_weights, tasks_of
+from polytask.training.inputs import base_policy as load_base_policy
+from polytask.training.run import env_factory, tasks_of
+from polytask.training.weights import load_policy, read_weights
 from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, checksum,
-                                 export, seeded_act, small_cfg, spaces_env, takes_pixels, update)
+                                 export, seeded_act, small_cfg, spaces_env, takes_pixels)
 from tests.conftest import DEVICE, run_script, torch_round_trip
 
 with tempfile.TemporaryDirectory() as _tmp:
@@ -34,7 +36,7 @@ def _trained(name, obs_type, seed, data_dir, updates=3):
     batch sampler."""
     cfg, agent = build(name, seed, data_dir, obs_type)
     sample = batch_sampler(cfg, agent)
-    return cfg, agent, sample, [update(cfg, agent, sample(), step) for step in range(updates)]
+    return cfg, agent, sample, [agent.update(sample(), step) for step in range(updates)]
 
 
 def _weights_only_round_trip(state):
@@ -52,7 +54,7 @@ def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
     weights = torch_round_trip(agent.state_dict())
     for batch_size in (5, 1):  # the evaluator's batches, the online trainer's single observation
         obs = act_obs(cfg, batch_size)
-        given = torch_round_trip(obs)
+        given = {k: np.copy(v) for k, v in obs.items()}
         for eval_mode, step in ((True, 0), (False, 0), (False, 10**6)):  # train mode: exploring, then the policy's
             agent.train(not eval_mode)
             action = agent.act(obs, eval_mode=eval_mode, step=step)
@@ -67,7 +69,7 @@ def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
 def test_update_returns_finite_float_metrics(name, obs_type, tmp_path):
     cfg, agent, sample, history = _trained(name, obs_type, 1, tmp_path)
     before = checksum(agent)
-    history.append(update(cfg, agent, sample(), len(history)))
+    history.append(agent.update(sample(), len(history)))
     assert checksum(agent) != before  # an update learns
     for metrics in history:
         assert isinstance(metrics, dict) and metrics
@@ -92,7 +94,7 @@ def test_state_dict_round_trip_acts_and_trains_the_same(name, obs_type, tmp_path
     for a, b in ((agent, batch), (restored, torch_round_trip(batch))):
         a.train(True)
         torch.manual_seed(5)
-        after.append(update(cfg, a, b, 3))
+        after.append(a.update(b, 3))
     assert after[0] == after[1]
     assert_same_state(agent.state_dict(), restored.state_dict())
 

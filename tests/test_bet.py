@@ -106,7 +106,7 @@ def test_act_is_stateful_per_env_and_round_trips(demo_buffer):
 
 def test_train_bet_end_to_end_and_load_exported_weights(data_dir, tmp_path):
     from polytask.suites import make_env
-    from polytask.training.build import load_policy
+    from polytask.training.weights import load_policy
 
     run = tmp_path / "run"
     overrides = [f"data_dir={data_dir}", f"hydra.run.dir={run}", "agent=bet", "suite/metaworld_task=drawer-close",

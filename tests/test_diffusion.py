@@ -164,7 +164,7 @@ def test_pixels_are_refused():
 
 def test_train_diffusion_end_to_end_and_load_exported_weights(data_dir, tmp_path):
     from polytask.suites import make_env
-    from polytask.training.build import load_policy
+    from polytask.training.weights import load_policy
 
 
     run = tmp_path / "run"
@@ -194,7 +194,7 @@ def test_train_diffusion_end_to_end_and_load_exported_weights(data_dir, tmp_path
 
 
 def test_pixel_runs_are_refused_before_loading_demos(tmp_path):
-    from polytask.training.build import ConfigError
+    from polytask.errors import ConfigError
     from polytask.training.offline import WindowTrainer
 
 

@@ -9,7 +9,9 @@ import torch
 from polytask.agents.bc import BCAgent
 from polytask.agents.drqv2 import DrQV2Agent
 from polytask.agents.qlearning import td_target
+from polytask.agents.rot import ROTAgent
 from polytask.data.replay import ReplayBuffer
+from polytask.errors import ConfigError
 from polytask.training.checkpoint import load_checkpoint
 from polytask.utils import schedule
 from tests.conftest import online_run_args, run_script
@@ -66,17 +68,17 @@ def test_state_trunk_bc_weights_load_only_into_a_matching_actor():
     small = dict(hidden_dim=32, feature_dim=16, hidden_depth=1)
     bc = BCAgent({"state": (39,)}, 4, "features", state_trunk=True, **small)
     obs = torch.randn(8, 39)
-    with_trunk = DrQV2Agent({"state": (39,)}, 4, "features", state_trunk=True, **small)
-    with_trunk.load_bc(bc.state_dict())
+    with_trunk = ROTAgent({"state": (39,)}, 4, "features", state_trunk=True, load_bc=True, bc_state=bc.state_dict(),
+                          **small)
     assert torch.allclose(with_trunk.actor(obs), bc.actor(obs))
     with pytest.raises(ValueError, match="do not fit"):
-        DrQV2Agent({"state": (39,)}, 4, "features", state_trunk=False, **small).load_bc(bc.state_dict())
+        ROTAgent({"state": (39,)}, 4, "features", state_trunk=False, load_bc=True, bc_state=bc.state_dict(), **small)
 
 
 def test_reward_encoder_is_frozen_until_refreshed():
     torch.manual_seed(0)
-    agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
-                       stddev_schedule=0.2, lr=1e-3)
+    agent = ROTAgent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
+                     stddev_schedule=0.2, lr=1e-3)
     batch = _batch("pixels", n=16)
     frames = batch["obs"]["pixels"][:4].numpy()
     before = agent.reward_features(frames)
@@ -90,7 +92,7 @@ def test_reward_encoder_is_frozen_until_refreshed():
         online = agent.critic.trunk(agent.encoder(torch.as_tensor(frames)))
     torch.testing.assert_close(after, online)
     assert not torch.allclose(after, before)
-    restored = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1)
+    restored = ROTAgent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1)
     restored.load_state_dict(agent.state_dict())
     torch.testing.assert_close(restored.reward_features(frames), after)
 
@@ -114,27 +116,43 @@ def test_schedule():
         schedule("cosine(1,2)", 0)
 
 
+class _Demos:
+    """A stand-in :class:`DemoBuffer`: always the same demo batch."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def sample(self, n):
+        return {k: v[:n] for k, v in self.batch.items()}
+
+    def state_dict(self):
+        return {}
+
+
 def test_bc_regularisation_pulls_actor_to_demos():
     torch.manual_seed(0)
     shapes = {"state": (39,)}
     bc = BCAgent(shapes, 4, "features", hidden_dim=64, hidden_depth=1)
-    agent = DrQV2Agent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, lr=1e-3, bc_regularize=True,
-                       bc_weight_type="schedule", bc_weight_schedule=1.0)
-    agent.load_bc(bc.state_dict())
+    demos = _Demos({"state": torch.randn(256, 39), "action": torch.full((256, 4), 0.5)})
+    agent = ROTAgent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, lr=1e-3, bc_regularize=True,
+                     bc_weight_type="schedule", bc_weight_schedule=1.0, load_bc=True, bc_state=bc.state_dict(),
+                     demos=demos)
     obs = {"state": np.random.randn(8, 39).astype(np.float32)}
     np.testing.assert_allclose(agent.act(obs), bc.act(obs), atol=1e-6)  # starts from the BC weights
-    demo = {"state": torch.randn(64, 39), "action": torch.full((64, 4), 0.5)}
     for _ in range(100):
-        m = agent.update(_batch("features"), step=0, demo_batch=demo)
+        m = agent.update(_batch("features"), step=0)
     assert m["bc_weight"] == 1.0
-    assert np.abs(agent.act({"state": demo["state"].numpy()}) - 0.5).mean() < 0.1
-    q = DrQV2Agent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, bc_regularize=True)
-    with pytest.raises(ValueError, match="load_bc"):
-        q.update(_batch("features"), demo_batch=demo)
-    q.load_bc(bc.state_dict())
-    assert 0.0 <= q.update(_batch("features"), demo_batch=demo)["bc_weight"] <= 1.0
+    assert np.abs(agent.act({"state": demos.batch["state"][:64].numpy()}) - 0.5).mean() < 0.1
+    with pytest.raises(ValueError, match="load_bc"):  # the soft Q-filter needs the BC policy
+        ROTAgent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, bc_regularize=True, demos=demos)
+    q = ROTAgent(shapes, 4, "features", hidden_dim=64, hidden_depth=1, bc_regularize=True, load_bc=True,
+                 bc_state=bc.state_dict(), demos=demos)
+    assert 0.0 <= q.update(_batch("features"))["bc_weight"] <= 1.0
     with pytest.raises(ValueError, match="do not fit"):
-        DrQV2Agent(shapes, 4, "features", hidden_dim=32).load_bc(bc.state_dict())
+        ROTAgent(shapes, 4, "features", hidden_dim=32, load_bc=True, bc_state=bc.state_dict())
+    assert ROTAgent.inputs({"irl": True, "bc_regularize": True, "load_bc": True}) == \
+        ("demo_episodes", "demos", "bc_state")
+    assert ROTAgent.inputs({"irl": False}) == ()
 
 
 def test_online_run_end_to_end_with_resume(tmp_path):
@@ -176,7 +194,7 @@ def test_updates_per_step_sets_the_update_to_data_ratio(tmp_path, updates_per_st
     trainer = build_trainer(cfg, run_dir=tmp_path / "run")
     steps = []
     update = trainer.agent.update
-    trainer.agent.update = lambda batch, step, demo=None: steps.append(step) or update(batch, step, demo)
+    trainer.agent.update = lambda batch, step: steps.append(step) or update(batch, step)
     trainer.run()
     # updates start at update_after_steps=100 and come every 2nd step, updates_per_step at a time
     assert len(steps) == 30 * updates_per_step and min(steps) >= 100
@@ -185,8 +203,8 @@ def test_updates_per_step_sets_the_update_to_data_ratio(tmp_path, updates_per_st
 
 def test_reset_networks_reinitialises_actor_and_critic_only():
     torch.manual_seed(0)
-    agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
-                       stddev_schedule=0.2, lr=1e-3, critic_layer_norm=True)
+    agent = ROTAgent({"pixels": (9, 84, 84)}, 4, "pixels", hidden_dim=32, feature_dim=16, hidden_depth=1,
+                     stddev_schedule=0.2, lr=1e-3, critic_layer_norm=True)  # ROT: its reward encoder is kept
     for _ in range(3):
         agent.update(_batch("pixels", n=8), step=0)
     trained = {k: {n: p.clone() for n, p in getattr(agent, k).state_dict().items()}
@@ -215,5 +233,5 @@ def test_trainer_resets_every_reset_every_steps(tmp_path):
     trainer.agent.reset_networks = lambda: resets.append(trainer.step)
     trainer.run()
     assert resets == [100, 200]
-    with pytest.raises(ValueError, match="reset_every_steps=-1"):
+    with pytest.raises(ConfigError, match="reset_every_steps=-1"):
         build_trainer(compose_cfg(*args, "reset_every_steps=-1"), run_dir=tmp_path / "bad")

@@ -17,10 +17,12 @@ from polytask.agents.residual import FrozenPolicyChangedError, ResidualAgent
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
 from polytask.suites import make_env
-from polytask.training.build import load_policy
-from polytask.training.checkpoint import find_weights, load_checkpoint
+from polytask.training.weights import load_policy
+from polytask.training.checkpoint import load_checkpoint
+from polytask.training.weights import find_weights
 from polytask.training.logger import read_metrics
 from polytask.training.online import OnlineTrainer
+from polytask.training.run import training_wrappers
 from polytask.training.replay_store import ReplayStore
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
@@ -178,7 +180,7 @@ def test_trainer_stores_base_actions_and_passes_episode_flags(tmp_path):
 
     base.act = recording_act
     agent = _agent(base, res_scale=0.2)
-    env = TinyEnv()
+    env = training_wrappers(cfg, TinyEnv())  # as make_train_env wraps the suite's env
     replay = ReplayBuffer(100, {"state": (39,), **agent.extra_obs_shapes}, 4, nstep=3, seed=0)
     trainer = OnlineTrainer(cfg, tmp_path, agent, None, env, replay)
     for _ in range(12):
@@ -205,7 +207,7 @@ def test_residual_defaults_end_episodes_at_success_with_negative_sparse_reward(t
     cfg = compose_cfg("agent=residual", "base_policy=unused.pt", "update_after_steps=100", DEVICE)
     agent = _agent(_base(), res_scale=0.2)
     replay = ReplayBuffer(100, {"state": (39,), **agent.extra_obs_shapes}, 4, nstep=1, seed=0)
-    trainer = OnlineTrainer(cfg, tmp_path, agent, None, TinyEnv(), replay)
+    trainer = OnlineTrainer(cfg, tmp_path, agent, None, training_wrappers(cfg, TinyEnv()), replay)
     lengths = []
     for _ in range(9):  # TinyEnv succeeds from its third step on: 3 episodes of 3 steps
         metrics = trainer.train_step()
@@ -294,7 +296,7 @@ def test_residual_runs_and_weights_are_named_after_their_base():
     """Residuals on different bases get different run directories and weights files; a BC path
     asked for by name (agent="bc") is not tagged."""
     from polytask.config import base_tag
-    from polytask.training.checkpoint import weights_path
+    from polytask.training.weights import weights_path
 
     assert base_tag(None) == "" and base_tag("") == ""
     assert base_tag("data/weights/bet/metaworld/hammer-features-d10-seed1.pt") == "-on-bet-hammer-features-d10-seed1"

@@ -113,13 +113,13 @@ def test_rot_run_from_bc_with_resume(tmp_path):
     out = p.stdout + p.stderr
     assert "Starting from BC weights" in out
     ckpt = load_checkpoint(tmp_path / "rot" / "checkpoints" / "latest.pt")
-    assert ckpt["reward_fn"]["scale"] > 0 and ckpt["replay"]["count"] == 502  # 2 finished episodes
+    assert ckpt["agent"]["ot"]["scale"] > 0 and ckpt["replay"]["count"] == 502  # 2 finished episodes
     logged = {k for r in read_metrics(tmp_path / "rot" / "train.csv") for k in r}
     assert "episode_reward" in logged and "bc_weight" in logged
     p = run_script("train.py", *rot, "num_train_steps=750", "eval_every_steps=750")
     assert p.returncode == 0 and "at step 500" in p.stdout + p.stderr
     after = load_checkpoint(tmp_path / "rot" / "checkpoints" / "latest.pt")
-    assert after["step"] == 750 and after["reward_fn"]["scale"] == ckpt["reward_fn"]["scale"]
+    assert after["step"] == 750 and after["agent"]["ot"]["scale"] == ckpt["agent"]["ot"]["scale"]
     assert json.loads((tmp_path / "rot" / "results.json").read_text())["step"] == 750
 
 
@@ -134,9 +134,9 @@ def test_pixel_rot_run_refreshes_reward_encoder(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     # 100-step episodes end at steps 99 and 199: the first refreshes, the second is within 150 steps of it
-    assert ckpt["reward_fn"]["refreshed_at"] == 99 and ckpt["reward_fn"]["scale"] > 0
+    assert ckpt["agent"]["ot"]["refreshed_at"] == 99 and ckpt["agent"]["ot"]["scale"] > 0
     frozen, online = ckpt["agent"]["reward_encoder"], ckpt["agent"]["encoder"]
     assert not all(torch.equal(frozen[f"0.{k}"], v) for k, v in online.items())  # 100 updates since the copy
     p = run_script("train.py", *args, "num_train_steps=300", "eval_every_steps=300")
     assert p.returncode == 0 and "at step 200" in p.stdout + p.stderr
-    assert load_checkpoint(run / "checkpoints" / "latest.pt")["reward_fn"]["refreshed_at"] == 299
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["agent"]["ot"]["refreshed_at"] == 299

@@ -79,8 +79,7 @@ def test_resume_after_kill_matches_uninterrupted_run(data_dir, tmp_path):
 
 def _deterministic_rows(path):
     """A CSV's rows without the wall-clock columns."""
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if "seconds" not in k and k != "steps_per_s"} for r in csv.DictReader(f)]
+    return [{k: v for k, v in r.items() if "seconds" not in k and k != "steps_per_s"} for r in read_metrics(path)]
 
 
 def test_online_resume_after_kill_matches_uninterrupted_run_across_a_replay_wrap(tmp_path):
@@ -184,7 +183,7 @@ def test_run_dir_and_weights_name_demo_count_only_when_demos_are_used(overrides,
     from hydra.core.hydra_config import HydraConfig
 
     import polytask.config  # noqa: F401  (registers the resolvers the run directory uses)
-    from polytask.training.checkpoint import weights_path
+    from polytask.training.weights import weights_path
 
     with initialize_config_dir(config_dir=str(ROOT / "cfgs"), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from polytask.agents.base import Agent
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor
 
 
-class BCAgent:
+class BCAgent(Agent):
     """Behavior cloning agent.
 
     Args:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polytask.agents.base import Agent
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.gpt import CausalTransformer
@@ -93,7 +94,7 @@ class BeTModel(nn.Module):
         return d.argmin(-1)
 
 
-class BeTAgent:
+class BeTAgent(Agent):
     """Behavior Transformer trained offline on windows of demo steps.
 
     Acting is stateful like :class:`polytask.agents.diffusion.DiffusionAgent`: per

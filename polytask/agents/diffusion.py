@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polytask.agents.base import Agent
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.unet1d import ConditionalUnet1D
@@ -43,7 +44,7 @@ def import_diffusers():
     return DDPMScheduler, DDIMScheduler, EMAModel
 
 
-class DiffusionAgent:
+class DiffusionAgent(Agent):
     """Diffusion Policy with a FiLM-conditioned 1-D temporal UNet, trained offline on demo windows.
 
     Acting is stateful: per ``obs["env_index"]`` the agent keeps the last ``obs_horizon``

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from polytask.agents.base import Agent
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import make_trunk, mlp, orthogonal_init
 
 
-class DistillAgent:
+class DistillAgent(Agent):
     """Goal-conditioned multi-task student.
 
     The observation encoder (DrQ-v2 conv + Linear/LayerNorm/Tanh trunk for pixels; identity for

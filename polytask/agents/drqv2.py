@@ -1,14 +1,10 @@
-"""DrQ-v2 (Yarats et al., 2021) with the BC regularisation of ROT (Haldar et al., 2022, Eq. 5).
+"""DrQ-v2 (Yarats et al., 2021): actor-critic RL from pixels or state features.
 
 Actor: encoder -> trunk -> MLP -> tanh mean; exploration noise N(0, σ(t)²) with σ from a schedule
 (``linear(1.0,0.1,N)``), clipped to ±``stddev_clip`` in the updates. Twin critics with a Polyak
 target; the encoder is trained through the critic loss only. Critic target (n-step, from the
 replay buffer): ``y = R + γ^m · min(Q1', Q2')(s', a')``, ``a' ~ π(s')`` with clipped noise.
-
-With ``bc_regularize`` the actor loss is ``−(1−λ)·Q(s, π(s)) + λ·α·BC`` where BC is the BC loss on a
-batch of demonstrations (s_d, a_d): the negative log-likelihood −log N(a_d; μ(s_d), σ_bc²) with the
-BC agent's fixed σ_bc = 0.1; λ is the soft Q-filter (the fraction of the replay batch where the
-frozen BC policy's action has a higher Q than the current policy's) or a schedule; α is ``bc_alpha``.
+ROT builds on it (:class:`polytask.agents.rot.ROTAgent`).
 """
 
 from __future__ import annotations
@@ -20,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
+from polytask.agents.base import Agent
 from polytask.agents.qlearning import TWIN_Q_REDUCTIONS, actor_step, td_target, twin_q_reduce, update_twin_critic
+from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
 
-class DrQV2Agent:
+class DrQV2Agent(Agent):
     """DrQ-v2 actor-critic agent for state features or pixels.
 
     Args:
@@ -48,10 +45,12 @@ class DrQV2Agent:
         stddev_clip: noise clip in the updates.
         num_expl_steps: uniform random actions before this many agent steps.
         augment, pad: random shifts for pixels.
-        bc_regularize: add the ROT BC term (needs ``demo_batch`` in :meth:`update`).
-        bc_weight_type: ``"qfilter"`` or ``"schedule"`` (λ from ``bc_weight_schedule``).
-        bc_alpha: α scaling the BC term; ``bc_stddev``: σ_bc of its likelihood (BC's fixed std).
+
+    Raises:
+        ValueError: for an unknown ``twin_q``.
     """
+
+    can_reset_networks = True
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
@@ -59,12 +58,7 @@ class DrQV2Agent:
                  critic_layer_norm: bool = False, state_trunk: bool = False,
                  critic_target_tau: float = 0.01, twin_q: str = "min",
                  stddev_schedule: str | float = "linear(1.0,0.1,250000)",
-                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
-                 bc_regularize: bool = False, bc_weight_type: str = "qfilter",
-                 bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5,
-                 bc_stddev: float = 0.1):
-        if bc_weight_type not in ("qfilter", "schedule"):
-            raise ValueError(f"bc_weight_type must be 'qfilter' or 'schedule', got {bc_weight_type!r}")
+                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4):
         if twin_q not in TWIN_Q_REDUCTIONS:
             raise ValueError(f"twin_q must be one of {TWIN_Q_REDUCTIONS} ('min': clipped double Q), got {twin_q!r}")
         self.device = torch.device(device)
@@ -73,8 +67,6 @@ class DrQV2Agent:
         self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
         self.num_expl_steps = num_expl_steps
         self.twin_q = twin_q
-        self.bc_regularize, self.bc_weight_type = bc_regularize, bc_weight_type
-        self.bc_weight_schedule, self.bc_alpha, self.bc_stddev = bc_weight_schedule, bc_alpha, bc_stddev
         shape = tuple(obs_shapes[self.obs_key])
         pixels = self.obs_key == "pixels"
         self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
@@ -84,12 +76,6 @@ class DrQV2Agent:
         self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, trunk,
                              critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        # ROT's target encoder for OT rewards: a frozen copy of encoder + critic trunk, refreshed
-        # only by refresh_reward_encoder(), so demo features stay valid between refreshes
-        self.reward_encoder = nn.Sequential(copy.deepcopy(self.encoder), copy.deepcopy(self.critic.trunk))
-        self.reward_encoder.requires_grad_(False).eval()
-        self.actor_bc: Actor | None = None  # frozen BC policy for the Q-filter (set by load_bc)
-        self.encoder_bc: nn.Module | None = None
         self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
         self.lr = lr
         self._make_optimizers()
@@ -104,7 +90,8 @@ class DrQV2Agent:
         """Re-initialise actor, critic and target critic and restart their optimisers, keeping the
         encoder (pixels), the frozen BC policy and the reward encoder: the periodic reset of
         Nikishin et al. (2022, "The Primacy Bias in Deep Reinforcement Learning", Sec. 4), which
-        relearns from the replay buffer. The trainer calls it every ``reset_every_steps``."""
+        relearns from the replay buffer (subclasses keep their frozen networks, e.g. ROT's BC policy
+        and reward encoder). The trainer calls it every ``reset_every_steps``."""
         for net in (self.actor, self.critic):
             for m in net.modules():
                 if isinstance(m, nn.LayerNorm):
@@ -129,48 +116,15 @@ class DrQV2Agent:
                 mu = clipped_noise_sample(mu, schedule(self.stddev_schedule, step), None)
         return mu.cpu().numpy().astype(np.float32)
 
-    @torch.no_grad()
-    def reward_features(self, obs: np.ndarray, chunk: int = 256) -> torch.Tensor:
-        """Features for optimal-transport rewards (ROT's target encoder): the frozen reward encoder
-        (encoder + critic trunk as of the last :meth:`refresh_reward_encoder`), float32
-        (T, feature_dim) for observations (T, ...) of the agent's obs key."""
-        out = []
-        for i in range(0, len(obs), chunk):
-            out.append(self.reward_encoder(torch.as_tensor(np.asarray(obs[i:i + chunk]), device=self.device)))
-        return torch.cat(out)
-
-    def refresh_reward_encoder(self) -> None:
-        """Copy the current encoder and critic trunk into the reward encoder (ROT refreshes its
-        target encoder every ``update_target_every`` steps; the rewarder calls this)."""
-        self.reward_encoder[0].load_state_dict(self.encoder.state_dict())
-        self.reward_encoder[1].load_state_dict(self.critic.trunk.state_dict())
-
-    def load_bc(self, bc_state: dict[str, Any]) -> None:
-        """Start from a BC agent's weights (``BCAgent.state_dict()``): encoder and actor are copied,
-        and a frozen copy of the BC actor is kept for the soft Q-filter.
-
-        Raises:
-            ValueError: if the BC networks do not match this agent's (obs type, sizes).
-        """
-        try:
-            self.encoder.load_state_dict(bc_state["encoder"])
-            self.actor.load_state_dict(bc_state["actor"])
-        except (RuntimeError, KeyError) as e:
-            raise ValueError(f"BC weights do not fit this DrQ-v2 agent (same obs_type, feature_dim, hidden_dim "
-                             f"and hidden_depth are needed): {e}") from e
-        self.actor_bc = copy.deepcopy(self.actor).requires_grad_(False)
-        self.encoder_bc = copy.deepcopy(self.encoder).requires_grad_(False)
-
-    def update(self, batch: dict[str, Any], step: int = 0, demo_batch: dict[str, Any] | None = None) -> dict[str, float]:
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
         """One critic and one actor update.
 
         Args:
             batch: replay batch from :meth:`polytask.data.replay.ReplayBuffer.sample`.
             step: agent step (for the schedules).
-            demo_batch: demonstrations ``{obs_key: (B, ...), "action": (B, A)}`` for the BC term.
 
         Returns:
-            metrics: critic_loss, q, target_q, actor_loss, stddev (and bc_weight, bc_loss with BC).
+            metrics: critic_loss, q, target_q, actor_loss, stddev (and those of :meth:`actor_loss`).
         """
         obs = self.aug(batch["obs"][self.obs_key].to(self.device))
         next_obs = self.aug(batch["next_obs"][self.obs_key].to(self.device))
@@ -182,7 +136,7 @@ class DrQV2Agent:
             h_next = self.encoder(next_obs)
         std = schedule(self.stddev_schedule, step)
         metrics = self._update_critic(h, action, reward, discount, h_next, std)
-        metrics.update(self._update_actor(obs, h.detach(), std, step, demo_batch))
+        metrics.update(self._update_actor(obs, h.detach(), std, step))
         soft_update(self.critic, self.critic_target, self.tau)
         return metrics
 
@@ -192,53 +146,30 @@ class DrQV2Agent:
         target = td_target(self.critic_target, h_next, next_action, reward, discount, twin_q=self.twin_q)
         return update_twin_critic(self.critic, self.critic_opt, h, action, target)
 
-    def _update_actor(self, obs, h, std, step, demo_batch) -> dict[str, float]:
+    def _update_actor(self, obs, h, std, step) -> dict[str, float]:
         action = clipped_noise_sample(self.actor(h), std, self.stddev_clip)
         q = twin_q_reduce(*self.critic(h, action), self.twin_q)
-        metrics = {"stddev": std}
-        if not self.bc_regularize:
-            loss = -q.mean()
-        else:
-            if demo_batch is None:
-                raise ValueError("bc_regularize=true needs a demo batch in update()")
-            if self.bc_weight_type == "qfilter":
-                if self.actor_bc is None:
-                    raise ValueError("bc_weight_type=qfilter needs the BC policy: start from BC weights (load_bc)")
-                with torch.no_grad():
-                    q_bc = twin_q_reduce(*self.critic(h, self.actor_bc(self.encoder_bc(obs))), self.twin_q)
-                    lam = (q_bc > q).float().mean().item()
-            else:
-                lam = schedule(self.bc_weight_schedule, step)
-            demo_obs = self.aug(demo_batch[self.obs_key].to(self.device))
-            with torch.no_grad():  # the encoder is trained by the critic only
-                h_demo = self.encoder(demo_obs)
-            dist = torch.distributions.Normal(self.actor(h_demo), self.bc_stddev, validate_args=False)
-            bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
-            loss = -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc
-            metrics.update(bc_weight=lam, bc_loss=bc.item())
+        loss, metrics = self.actor_loss(obs, h, q, step)
         actor_step(loss, self.actor_opt)
-        metrics["actor_loss"] = loss.item()
+        metrics.update(stddev=std, actor_loss=loss.item())
         return metrics
 
+    def actor_loss(self, obs: torch.Tensor, h: torch.Tensor, q: torch.Tensor,
+                   step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The actor's loss and its extra metrics: DrQ-v2's −mean Q of the policy's (noisy) actions.
+
+        Args:
+            obs: the augmented observations (B, ...); h: their features (B, F), detached.
+            q: float (B, 1), the twin Qs (reduced by ``twin_q``) of the policy's actions.
+            step: agent step.
+        """
+        return -q.mean(), {}
+
     def state_dict(self) -> dict[str, Any]:
-        state = {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict(),
-                 "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-                 "reward_encoder": self.reward_encoder.state_dict(),
-                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
-        if self.actor_bc is not None:
-            state["actor_bc"] = self.actor_bc.state_dict()
-            state["encoder_bc"] = self.encoder_bc.state_dict()
-        return state
+        return {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k in ("encoder", "actor", "critic", "critic_target", "actor_opt", "critic_opt"):
             getattr(self, k).load_state_dict(state[k])
-        if "reward_encoder" in state:
-            self.reward_encoder.load_state_dict(state["reward_encoder"])
-        else:  # saved before the reward encoder existed: start it from the loaded networks
-            self.refresh_reward_encoder()
-        if "actor_bc" in state:
-            self.actor_bc = copy.deepcopy(self.actor).requires_grad_(False)
-            self.actor_bc.load_state_dict(state["actor_bc"])
-            self.encoder_bc = copy.deepcopy(self.encoder).requires_grad_(False)
-            self.encoder_bc.load_state_dict(state["encoder_bc"])

@@ -82,6 +82,11 @@ class ResidualAgent(SACAgent):
             uniform random residuals r before that step).
     """
 
+    @classmethod
+    def inputs(cls, options) -> tuple[str, ...]:
+        """The frozen ``base_policy`` (from the run's ``base_policy`` weights file)."""
+        return ("base_policy",)
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", base_policy: Any = None, res_scale: float = 0.1,
                  prog_explore: int = 100_000, zero_init: bool = True, actor_input: str = "obs", **sac_options):
@@ -158,6 +163,7 @@ class ResidualAgent(SACAgent):
                    "please report it with the run's config.")
             log.error(msg)
             raise FrozenPolicyChangedError(msg)
+        log.info("Frozen base policy weights unchanged (fingerprint checked)")
 
     def state_dict(self) -> dict[str, Any]:
         """The SAC parts and the base's fingerprint (the base itself is re-loaded from its file)."""

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from polytask.agents.base import Agent
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, soft_update
 
 
-class SACAgent:
+class SACAgent(Agent):
     """SAC on the ``state`` observation (features only).
 
     Args:
@@ -118,15 +119,14 @@ class SACAgent:
         return self.execute(obs, self._policy_output(obs, eval_mode, step)).cpu().numpy().astype(np.float32)
 
     # -- learning -------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Any], step: int = 0, demo_batch: dict[str, Any] | None = None) -> dict[str, float]:
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
         """One critic, actor and temperature update, then the Polyak target update.
 
         Args:
             batch: replay batch (:meth:`polytask.data.replay.ReplayBuffer.sample`): ``obs``/``next_obs``
                 dicts of float32 (B, ...) tensors, ``action`` float32 (B, A) (the executed action),
                 ``reward`` and ``discount`` float32 (B,).
-            step: agent step (the actor waits for ``actor_update_after``). demo_batch: unused (SAC
-                learns from rewards only).
+            step: agent step (the actor waits for ``actor_update_after``).
 
         Returns:
             metrics: critic_loss, q, target_q, and once the actor learns actor_loss, alpha,

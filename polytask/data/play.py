@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.demos import DatasetError, Episode, dataset_id, write_dataset
 
@@ -48,30 +46,3 @@ def write_play_dataset(data_dir: str | os.PathLike, suite: str, obs_type: str, e
                          algorithm_name=f"polytask {suite} play_episodes",
                          description=f"{len(episodes)} task-agnostic {suite} play episodes ({steps} steps, {obs_type})",
                          extra_metadata=meta)
-
-
-def collect_play(cfg: DictConfig) -> Path:
-    """Instantiate ``cfg.suite.play`` with ``cfg.play.num_episodes`` (null: the suite's default) and
-    ``cfg.seed``, and write its episodes with :func:`write_play_dataset`.
-
-    Raises:
-        DatasetError: if the suite has no ``play`` node.
-    """
-    from hydra.utils import instantiate
-
-    from polytask.training.build import env_factory
-
-    if cfg.suite.get("play") is None:
-        raise DatasetError(f"Suite {cfg.suite.name} has no task-agnostic play data (no `play` node in its config)")
-    num = cfg.play.num_episodes if cfg.play.num_episodes is not None else cfg.suite.play.num_episodes
-    start = time.perf_counter()
-    episodes = list(instantiate(cfg.suite.play, env_factory=env_factory(cfg), num_episodes=int(num), seed=int(cfg.seed)))
-    seconds = time.perf_counter() - start
-    options = OmegaConf.to_container(cfg.suite.play, resolve=True)
-    path = write_play_dataset(cfg.data_dir, cfg.suite.name, cfg.obs_type, episodes,
-                              {"seed": int(cfg.seed), "play": {**options, "num_episodes": int(num)},
-                               "generation_seconds": round(seconds, 2)})
-    steps = sum(len(e) for e in episodes)
-    log.info(f"Made {len(episodes)} play episodes ({steps} steps) in {seconds:.1f}s "
-             f"({steps / max(seconds, 1e-9):.0f} steps/s) -> {path}")
-    return path

@@ -26,22 +26,16 @@ class SnapshotExpert:
     """
 
     def __init__(self, task: str, env, weights: str, train_command: str = ""):
-        from polytask.training.checkpoint import find_weights, load_checkpoint
-        from polytask.utils import instantiate
+        from polytask.errors import ConfigError
+        from polytask.training.weights import find_weights, load_policy
 
         path = find_weights(weights.format(task=task), "set suite.expert.weights=<file>")
         if not path.exists():
             how = f"\nTrain them with:\n  {train_command.format(task=task)}" if train_command else ""
             raise ExpertWeightsError(f"No expert weights for {task} at {path}.{how}")
-        saved = load_checkpoint(path)
-        agent_cfg = {k: v for k, v in saved["config"]["agent"].items() if k not in ("name", "trainer")}
-        obs_type = saved["config"]["obs_type"]
-        obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         try:
-            self.agent = instantiate(agent_cfg, obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
-                                     obs_type=obs_type, device="cpu")
-            self.agent.load_state_dict(saved["agent"])
-        except (RuntimeError, KeyError, ValueError) as e:
+            self.agent = load_policy(path, env, "cpu")
+        except ConfigError as e:
             raise ExpertWeightsError(f"Expert weights {path} do not fit the {task} env: {e}") from e
         self.agent.train(False)
         self.path = path

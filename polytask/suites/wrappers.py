@@ -57,3 +57,27 @@ class FrameStack(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._frames.append(obs["pixels"])
         return self._obs(obs), reward, terminated, truncated, info
+
+
+class SparseReward(gym.Wrapper):
+    """The reward becomes the env's success indicator plus ``offset``: ``info["success"] + offset``
+    (Policy Decorator: offset −1, so −1 per step until success and 0 at success). The env's own
+    reward is kept in ``info["env_reward"]``, so a trainer can still report the env's return."""
+
+    def __init__(self, env: gym.Env, offset: float = 0.0):
+        super().__init__(env)
+        self.offset = float(offset)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = {**info, "env_reward": float(reward)}
+        return obs, float(info.get("success", 0.0)) + self.offset, terminated, truncated, info
+
+
+class SuccessTermination(gym.Wrapper):
+    """An episode ends, as terminated (no bootstrapping past it), at its first ``info["success"]``,
+    as in ManiSkill's sparse-reward tasks (Meta-World never terminates by itself)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated or float(info.get("success", 0.0)) > 0, truncated, info

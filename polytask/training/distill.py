@@ -9,8 +9,11 @@ from omegaconf import DictConfig
 
 from polytask.data.buffer import DemoBuffer
 from polytask.data.goals import GOAL_MODALITIES, image_goals, language_goals, onehot_goals
+from polytask.errors import ConfigError
 from polytask.suites import describe_task
+from polytask.training.inputs import make_agent
 from polytask.training.offline import OfflineTrainer
+from polytask.training.run import env_factory, make_evaluator, tasks_of
 
 
 class DistillTrainer(OfflineTrainer):
@@ -24,9 +27,7 @@ class DistillTrainer(OfflineTrainer):
         Raises:
             ConfigError: for an unknown goal modality.
         """
-        from polytask.training.build import ConfigError, env_factory, frame_stack_of, make_agent, make_evaluator, \
-            tasks_of
-        from polytask.training.demos import load_or_relabel
+        from polytask.training.demos import frame_stack_of, load_or_relabel
 
         if cfg.goal_modality not in GOAL_MODALITIES:
             raise ConfigError(f"goal_modality must be one of {GOAL_MODALITIES}, got {cfg.goal_modality!r}")

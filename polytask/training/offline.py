@@ -10,6 +10,8 @@ from omegaconf import DictConfig
 from polytask.data.buffer import DemoBuffer
 from polytask.errors import require_features
 from polytask.training.evaluator import Evaluator
+from polytask.training.inputs import make_agent
+from polytask.training.run import env_factory, load_demo_buffer, make_evaluator, tasks_of
 from polytask.training.trainer import Trainer
 
 
@@ -23,8 +25,6 @@ class OfflineTrainer(Trainer):
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OfflineTrainer":
         """Demos of every task (collected where missing), the agent and the evaluator."""
-        from polytask.training.build import env_factory, load_demo_buffer, make_agent, make_evaluator, tasks_of
-
         buffer, _ = load_demo_buffer(cfg)
         env = env_factory(cfg)(tasks_of(cfg)[0])
         agent = make_agent(cfg, env)

@@ -1,6 +1,8 @@
-"""Online trainer (DrQ-v2, ROT, SAC, Policy Decorator): one environment step per training step,
-updates from a replay buffer, optional rewards computed at episode end (e.g. optimal transport to
-the demos) or the env's success indicator as a sparse reward."""
+"""Online trainer (DrQ-v2, ROT, SAC, Policy Decorator, ...): one environment step per training step
+and updates from a replay buffer. It knows no algorithm: what one needs beyond acting and updating
+it does through the hooks of :class:`polytask.agents.base.Agent` (rewards computed at an episode's
+end, per-observation extras, frozen-weight checks, network resets), and reward or termination
+changes are env wrappers (:func:`polytask.training.run.make_train_env`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from polytask.data.buffer import DemoBuffer
 from polytask.data.replay import ReplayBuffer
-from polytask.rewards.ot import OTRewarder
+from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir
+from polytask.training.demos import frame_stack_of
 from polytask.training.evaluator import Evaluator
+from polytask.training.inputs import make_agent
 from polytask.training.replay_store import ReplayStore
+from polytask.training.run import make_evaluator, make_train_env, tasks_of
 from polytask.training.trainer import NonFiniteLossError, Trainer
 
 #: Training episode ``e`` of a run with seed ``s`` resets with ``TRAIN_SEED_BASE + 100_000·s + e``
@@ -35,61 +39,51 @@ class OnlineTrainer(Trainer):
     ``updates_per_step / update_every_steps``.
 
     Args:
-        env: the training env (one task).
-        replay: the replay buffer (saved in checkpoints, so a resumed run keeps its data).
-        demos: demonstrations for the agent's BC term (``bc_regularize``), or None.
-        reward_fn: rewards computed at each episode's end from its observations and the agent step (ROT), used instead
-            of the env's (the episode enters the replay buffer then), or None.
+        env: the training env (one task), with the run's training wrappers.
+        replay: the replay buffer (saved with the checkpoints, so a resumed run keeps its data).
 
     A resumed run starts a new episode: the env's mid-episode state is not restored (the steps of
     the interrupted episode stay in the replay buffer).
 
-    Agent hooks (all optional, so any agent with ``act``/``update`` works):
+    What the trainer calls on the agent (:class:`polytask.agents.base.Agent`):
 
-    - ``act(obs, eval_mode=False, step)`` gets, besides the env's keys (1, ...), ``task_id``,
+    - ``act(obs, eval_mode=False, step)`` with, besides the env's keys (1, ...), ``task_id``,
       ``env_index`` (both 0, int64 (1,)) and ``is_first`` bool (1,) (true on an episode's first
       step), as the evaluator passes them, so policies with memory can act here too.
-    - ``observe(obs) -> {key: (1, ...)}``: extras computed once for every arriving observation (the
-      reset one and the last one of an episode included, same extra keys as ``act``) and stored with
-      it as observation keys whose shapes the agent lists in ``extra_obs_shapes`` (the residual
-      agent's base actions).
-    - ``check_frozen()``: called before the final weights are exported; raises if frozen weights
-      changed.
-    - ``reset_networks()``: called every ``cfg.reset_every_steps`` agent steps (0: never), before that
+    - ``observe(obs)``: extras for every arriving observation (the reset one and the last one of an
+      episode included), stored with it as the observation keys of ``extra_obs_shapes``.
+    - ``episode_rewards(obs, step)`` at an episode's end when ``rewards_at_episode_end`` (ROT's OT
+      rewards): the episode then enters the replay buffer with those rewards.
+    - ``check_frozen()`` before the final weights are exported.
+    - ``reset_networks()`` every ``cfg.reset_every_steps`` agent steps (0: never), before that
       step's updates; the replay buffer is kept (periodic resets, Nikishin et al. 2022).
 
-    With ``cfg.sparse_reward`` the reward stored and learnt from is the env's ``info["success"]``
-    (0/1) plus ``cfg.sparse_reward_offset`` (default 0; Policy Decorator uses −1: −1 per step until
-    success) instead of its shaped reward; ``episode_return`` stays the env's return. With
-    ``cfg.success_terminates`` a training episode ends, as terminated (no bootstrapping), at its
-    first success, as in ManiSkill's sparse-reward tasks (Meta-World never terminates by itself).
+    ``episode_return`` is the env's return (``info["env_reward"]`` where a wrapper changed the
+    reward, e.g. :class:`polytask.suites.wrappers.SparseReward`); ``episode_reward`` is the return of
+    the rewards learnt from, where they differ.
+
+    Raises:
+        ConfigError: for update or reset schedules that cannot work.
     """
 
     cumulative_metrics = ("frames", "episode", "seconds_*")  # frames and episodes so far, seconds per part
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer,
-                 demos: DemoBuffer | None = None, reward_fn: OTRewarder | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator, env, replay: ReplayBuffer):
         super().__init__(cfg, run_dir, agent, evaluator)
-        self.env, self.replay, self.demos, self.reward_fn = env, replay, demos, reward_fn
+        self.env, self.replay = env, replay
         # read once: the config is fixed for the run and these are used at every step
         self._action_repeat = int(cfg.suite.env.get("action_repeat", 1))
         self._update_after, self._update_every = int(cfg.update_after_steps), int(cfg.update_every_steps)
         self._updates_per_step = int(cfg.get("updates_per_step", 1))
         if self._update_every < 1 or self._updates_per_step < 1:
-            raise ValueError(f"update_every_steps ({self._update_every}) and updates_per_step "
-                             f"({self._updates_per_step}) must be at least 1")
+            raise ConfigError(f"update_every_steps ({self._update_every}) and updates_per_step "
+                              f"({self._updates_per_step}) must be at least 1")
         self._reset_every = int(cfg.get("reset_every_steps", 0) or 0)
-        if self._reset_every < 0 or (self._reset_every and not hasattr(agent, "reset_networks")):
-            raise ValueError(f"reset_every_steps={self._reset_every}: must be 0 (never) or a positive number of "
-                             f"agent steps, for an agent with reset_networks() (agent={cfg.agent.name} "
-                             f"{'has' if hasattr(agent, 'reset_networks') else 'lacks'} it)")
+        if self._reset_every < 0 or (self._reset_every and not agent.can_reset_networks):
+            raise ConfigError(f"reset_every_steps={self._reset_every}: must be 0 (never) or a positive number of "
+                              f"agent steps, for an agent that can reset its networks (agent={cfg.agent.name} "
+                              f"{'can' if agent.can_reset_networks else 'cannot'})")
         self._batch_size = int(cfg.batch_size)
-        self._obs_key = "pixels" if cfg.obs_type == "pixels" else "state"
-        self._sparse_reward = bool(cfg.get("sparse_reward", False))
-        if self._sparse_reward and reward_fn is not None:
-            raise ValueError("sparse_reward=true and a reward_fn (irl=true) exclude each other")
-        self._sparse_offset = float(cfg.get("sparse_reward_offset", 0.0))
-        self._success_terminates = bool(cfg.get("success_terminates", False))
         self.episode = 0
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None
@@ -97,47 +91,27 @@ class OnlineTrainer(Trainer):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OnlineTrainer":
-        """The env of the run's single task, the agent (with its frozen base policy when the config
-        names ``base_policy``), a replay buffer (with the agent's ``extra_obs_shapes``) and the
-        evaluator.
+        """The training env of the run's single task (:func:`make_train_env`), the agent with the
+        inputs it asks for (:func:`make_agent`), a replay buffer (with the agent's
+        ``extra_obs_shapes``) and the evaluator.
 
         Raises:
-            ConfigError: if the run names more than one task, asks for OT rewards without their
-                config, or names no or a missing ``base_policy`` (agent=residual).
+            ConfigError: if the run names more than one task, or an input of the agent is missing
+                (e.g. the BC weights of ``load_bc``: the message gives the command that makes them).
         """
-        from polytask.training.build import ConfigError, env_factory, frame_stack_of, load_base_policy, \
-            load_bc_into, load_demo_buffer, make_agent, make_evaluator, make_ot_rewarder, tasks_of
-
         tasks = tasks_of(cfg)
         if len(tasks) != 1:
             raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
                               "e.g. with -m suite.task=[a],[b]")
-        # DrQ-v2's options (cfgs/agent/drqv2.yaml); other agents' configs may leave them out
-        irl, load_bc, bc_regularize = (bool(cfg.get(k, False)) for k in ("irl", "load_bc", "bc_regularize"))
-        if bc_regularize and cfg.agent.get("bc_weight_type") == "qfilter" and not load_bc:
-            raise ConfigError("bc_regularize=true with the soft Q-filter needs the BC policy: add load_bc=true "
-                              "(or set agent.bc_weight_type=schedule)")
-        if irl and ("ot" not in cfg or cfg.get("sparse_reward", False)):
-            raise ConfigError(f"irl=true (optimal-transport rewards) is not set up for agent={cfg.agent.name}"
-                              f"{' with sparse_reward=true' if 'ot' in cfg else ''}: use irl=false")
-        env = env_factory(cfg)(tasks[0])
+        env = make_train_env(cfg, tasks[0])
         env.action_space.seed(int(cfg.seed))
-        extra = {"base_policy": load_base_policy(cfg, env)} if "base_policy" in cfg else {}  # agent=residual
-        agent = make_agent(cfg, env, **extra)
-        if load_bc:
-            load_bc_into(agent, cfg, env)
-        demo_buffer, reward_fn = None, None
-        if irl or bc_regularize:
-            demo_buffer, demos = load_demo_buffer(cfg)
-            if irl:
-                reward_fn = make_ot_rewarder(cfg, agent, demos[0])
+        agent = make_agent(cfg, env)
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
-        obs_shapes.update(getattr(agent, "extra_obs_shapes", {}))
+        obs_shapes.update(agent.extra_obs_shapes)
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
                               seed=int(cfg.seed))
-        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay,
-                   demo_buffer if bc_regularize else None, reward_fn)
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay)
 
     @staticmethod
     def _batch(obs: dict[str, np.ndarray], is_first: bool) -> dict[str, np.ndarray]:
@@ -149,12 +123,11 @@ class OnlineTrainer(Trainer):
         return batch
 
     def _observe(self, obs: dict[str, np.ndarray], is_first: bool) -> dict[str, np.ndarray]:
-        """``obs`` with the agent's per-observation extras (``observe`` hook), if it has any."""
-        hook = getattr(self.agent, "observe", None)
-        if hook is None:
+        """``obs`` with the agent's per-observation extras (:meth:`Agent.observe`), if it has any."""
+        if not self.agent.extra_obs_shapes:
             return obs
         t0 = time.perf_counter()
-        extras = hook(self._batch(obs, is_first))
+        extras = self.agent.observe(self._batch(obs, is_first))
         self.seconds["act"] += time.perf_counter() - t0
         return {**obs, **{k: np.asarray(v)[0] for k, v in extras.items()}}
 
@@ -162,24 +135,25 @@ class OnlineTrainer(Trainer):
         obs, _ = self.env.reset(seed=TRAIN_SEED_BASE + 100_000 * int(self.cfg.seed) + self.episode)
         obs = self._observe(obs, is_first=True)
         self._obs = obs
-        # with a reward_fn the episode is stored at its end, with its computed rewards
+        # with rewards computed at its end the episode is stored then, with those rewards
         self._ep = {"return": 0.0, "reward": 0.0, "length": 0, "success": 0.0, "obs": [obs], "steps": []}
-        if self.reward_fn is None:
+        if not self.agent.rewards_at_episode_end:
             self.replay.add_first(obs)
 
     def _end_episode(self) -> dict[str, float]:
         ep = self._ep
         metrics = {"episode": float(self.episode + 1), "episode_length": float(ep["length"]),
                    "episode_success": ep["success"], "episode_return": ep["return"]}  # the env's own return
-        if self.reward_fn is not None:
+        if self.agent.rewards_at_episode_end:
             t0 = time.perf_counter()
-            rewards = self.reward_fn(np.stack([o[self._obs_key] for o in ep["obs"]]), self.step)
+            obs = {k: np.stack([o[k] for o in ep["obs"]]) for k in ep["obs"][0]}
+            rewards = np.asarray(self.agent.episode_rewards(obs, self.step), np.float32)
             self.seconds["reward"] += time.perf_counter() - t0
             self.replay.add_first(ep["obs"][0])
             for t, (action, terminated, truncated) in enumerate(ep["steps"]):
                 self.replay.add(action, rewards[t], ep["obs"][t + 1], terminated, truncated)
             metrics["episode_reward"] = float(rewards.sum())  # the reward the agent learns from
-        elif self._sparse_reward:
+        elif ep["reward"] != ep["return"]:
             metrics["episode_reward"] = ep["reward"]
         self.episode += 1
         self._obs = None
@@ -198,13 +172,10 @@ class OnlineTrainer(Trainer):
         self.seconds["act"] += t1 - t0
         self.seconds["env"] += time.perf_counter() - t1
         obs = self._observe(obs, is_first=False)
-        ep["return"] += float(reward)  # the env's own return
+        ep["return"] += float(info.get("env_reward", reward))  # the env's own return
+        ep["reward"] += float(reward)
         success = float(info.get("success", 0.0))
-        if self._sparse_reward:
-            reward = success + self._sparse_offset
-            ep["reward"] += reward
-        terminated = terminated or (self._success_terminates and success > 0)
-        if self.reward_fn is None:
+        if not self.agent.rewards_at_episode_end:
             self.replay.add(action, reward, obs, terminated, truncated)
         else:
             ep["obs"].append(obs)
@@ -223,19 +194,15 @@ class OnlineTrainer(Trainer):
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()
             for _ in range(self._updates_per_step):
-                demo = self.demos.sample(self._batch_size) if self.demos is not None else None
-                metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step, demo))
+                metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
 
     def export_weights(self) -> Path:
-        """Check frozen weights (agents with ``check_frozen``, e.g. the residual agent's base) before
+        """Check frozen weights (:meth:`Agent.check_frozen`, e.g. the residual agent's base) before
         exporting the final weights."""
-        check = getattr(self.agent, "check_frozen", None)
-        if check is not None:
-            check()
-            log.info("Frozen base policy weights unchanged (fingerprint checked)")
+        self.agent.check_frozen()
         return super().export_weights()
 
     @cached_property
@@ -244,14 +211,9 @@ class OnlineTrainer(Trainer):
         return ReplayStore(checkpoint_dir(self.run_dir) / "replay")
 
     def extra_state(self) -> dict[str, Any]:
-        """The episode counter, demo and reward states, and the replay buffer's counters and chunk list; writes
-        the steps stored since the last call as a new chunk file (:meth:`ReplayStore.save`)."""
-        state = {"replay": self.replay_store.save(self.replay), "episode": self.episode}
-        if self.demos is not None:
-            state["demos"] = self.demos.state_dict()
-        if self.reward_fn is not None:
-            state["reward_fn"] = self.reward_fn.state_dict()
-        return state
+        """The episode counter and the replay buffer's counters and chunk list; writes the steps stored
+        since the last call as a new chunk file (:meth:`ReplayStore.save`)."""
+        return {"replay": self.replay_store.save(self.replay), "episode": self.episode}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`extra_state`, the replay buffer from its chunk files.
@@ -261,7 +223,3 @@ class OnlineTrainer(Trainer):
         """
         self.replay_store.load(self.replay, state["replay"])
         self.episode = state["episode"]
-        if self.demos is not None:
-            self.demos.load_state_dict(state["demos"])
-        if self.reward_fn is not None:
-            self.reward_fn.load_state_dict(state["reward_fn"])

@@ -17,9 +17,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from polytask.errors import PolyTaskError
-from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, weights_path
+from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from polytask.training.evaluator import Evaluator, results_table
 from polytask.training.logger import Logger, MetricWindow
+from polytask.training.weights import weights_path
 from polytask.utils import atomic_torch_save, rng_state, set_rng_state
 
 log = logging.getLogger("polytask")

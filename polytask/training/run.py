@@ -1,0 +1,72 @@
+"""What a run is made of, read from its config: its tasks, their envs (the training env with the run's
+reward and termination wrappers), the evaluator, and its demonstrations."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Callable
+
+import gymnasium as gym
+from omegaconf import DictConfig
+
+from polytask.data.buffer import DemoBuffer
+from polytask.data.demos import Episode
+from polytask.suites import make_env
+from polytask.training.demos import frame_stack_of, load_or_collect_demos
+from polytask.training.evaluator import Evaluator
+
+log = logging.getLogger("polytask")
+
+
+def tasks_of(cfg: DictConfig) -> list[str]:
+    """The run's task names (``cfg.suite.task``), in task-id order."""
+    return [str(t) for t in cfg.suite.task]
+
+
+def env_factory(cfg: DictConfig) -> Callable[[str], gym.Env]:
+    """``task -> env`` for the run's suite and obs_type."""
+    return partial(make_env, cfg.suite, obs_type=cfg.obs_type)
+
+
+def make_train_env(cfg: DictConfig, task: str) -> gym.Env:
+    """The env an online run trains in: the suite's env for ``task`` with :func:`training_wrappers`."""
+    return training_wrappers(cfg, env_factory(cfg)(task))
+
+
+def training_wrappers(cfg: DictConfig, env: gym.Env) -> gym.Env:
+    """``env`` wrapped as the run's config asks for training: ``sparse_reward``
+    (:class:`~polytask.suites.wrappers.SparseReward`, offset ``sparse_reward_offset``) and
+    ``success_terminates`` (:class:`~polytask.suites.wrappers.SuccessTermination`). Evaluation envs
+    stay unwrapped, so eval returns are the env's."""
+    from polytask.suites.wrappers import SparseReward, SuccessTermination
+
+    if cfg.get("sparse_reward", False):
+        env = SparseReward(env, float(cfg.get("sparse_reward_offset", 0.0)))
+    if cfg.get("success_terminates", False):
+        env = SuccessTermination(env)
+    return env
+
+
+def make_evaluator(cfg: DictConfig) -> Evaluator:
+    """The :class:`Evaluator` over every task of the run, with ``cfg.eval``'s episode count,
+    parallel envs, and whether an episode ends at its first success."""
+    return Evaluator(env_factory(cfg), tasks_of(cfg), cfg.eval.num_episodes, cfg.eval.num_envs,
+                     cfg.eval.stop_on_success)
+
+
+def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episode]]]:
+    """Demos of every task (collected first where missing), as a :class:`DemoBuffer` over the obs
+    key the agent uses, and per task id."""
+    demos = {}
+    for i, task in enumerate(tasks_of(cfg)):
+        env = env_factory(cfg)(task)
+        try:
+            demos[i] = load_or_collect_demos(cfg, task, env)
+        finally:
+            env.close()
+    obs_keys = ("pixels",) if cfg.obs_type == "pixels" else ("state",)
+    buffer = DemoBuffer(demos, obs_keys, frame_stack=frame_stack_of(cfg), seed=cfg.seed)
+    log.info(f"{len(buffer)} demo transitions from {sum(map(len, demos.values()))} episodes over "
+             f"{len(demos)} task(s)")
+    return buffer, demos
