@@ -129,10 +129,15 @@ class Trainer:
         self.export_weights()
         return self.last_eval
 
+    def weights_file(self) -> Path:
+        """Where :meth:`export_weights` writes: :func:`weights_path` of the run (trainers whose weights
+        do not depend on the run's task, such as a skill model trained on play data, name another)."""
+        return weights_path(self.cfg)
+
     def export_weights(self) -> Path:
         """Write the final agent weights to :func:`weights_path` (where ``load_bc`` and snapshot
-        experts look for them)."""
-        path = weights_path(self.cfg)
+        experts look for them; :meth:`weights_file`)."""
+        path = self.weights_file()
         atomic_torch_save({"agent": self.agent.state_dict(), "agent_name": self.cfg.agent.name, "step": self.step,
                            "config": OmegaConf.to_container(self.cfg, resolve=True), "eval": self.last_eval}, path)
         log.info(f"Weights: {path}")
