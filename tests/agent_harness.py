@@ -34,8 +34,8 @@ from polytask.training.build import load_base_policy, make_agent
 from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
 from polytask.training.offline import OfflineTrainer, WindowTrainer
-from polytask.training.skills import DiscriminatorTrainer, labelled_batch
 from polytask.training.online import OnlineTrainer
+from polytask.training.skills import DiscriminatorTrainer, labelled_batch
 from polytask.training.trainer import Trainer
 from polytask.utils import set_seed
 from tests.conftest import ROOT, compose_cfg

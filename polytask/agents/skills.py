@@ -30,7 +30,14 @@ from torch import nn
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import PolyTaskError, require_features
 from polytask.nets.mlp import mlp
-from polytask.nets.skills import GaussianMLP, SkillDecoder, SkillEncoder, gaussian_kl, gaussian_nll, rsample
+from polytask.nets.skills import (
+    GaussianMLP,
+    SkillDecoder,
+    SkillEncoder,
+    gaussian_kl,
+    gaussian_nll,
+    rsample,
+)
 
 
 class NotAPolicyError(PolyTaskError, TypeError):
@@ -316,7 +323,7 @@ class DemoDiscriminatorAgent:
     is_policy = False
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 3e-4, hidden_dim: int = 32, hidden_depth: int = 2):
+                 device: torch.device | str = "cpu", lr: float = 1e-3, hidden_dim: int = 32, hidden_depth: int = 2):
         require_features("demo_discriminator", obs_type)
         self.device = torch.device(device)
         obs_dim = int(obs_shapes["state"][0])

@@ -25,7 +25,13 @@ import torch
 from omegaconf import DictConfig
 
 from polytask.data.buffer import DemoBuffer
-from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_path, load_episodes
+from polytask.data.demos import (
+    DatasetError,
+    Episode,
+    check_compatible,
+    dataset_path,
+    load_episodes,
+)
 from polytask.data.play import collect_play, play_dataset_id
 from polytask.errors import ConfigError, require_features
 from polytask.training.checkpoint import find_weights, save_checkpoint
@@ -115,7 +121,7 @@ class SkillPriorTrainer(WindowTrainer):
                                                  *agent.window)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "SkillPriorTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> SkillPriorTrainer:
         """The play data (made first where missing), split into training and held-out episodes, and
         the agent with its normaliser fitted on the training states.
 
@@ -123,7 +129,12 @@ class SkillPriorTrainer(WindowTrainer):
             ConfigError: for ``obs_type`` other than ``features``, or a bad ``heldout_fraction``.
             DatasetError: as :func:`load_or_make_play`.
         """
-        from polytask.training.build import env_factory, make_agent, make_evaluator, tasks_of
+        from polytask.training.build import (
+            env_factory,
+            make_agent,
+            make_evaluator,
+            tasks_of,
+        )
 
         require_features(cfg.agent.name, cfg.obs_type)
         env = env_factory(cfg)(tasks_of(cfg)[0])
@@ -166,7 +177,7 @@ class SkillPosteriorTrainer(WindowTrainer):
     drawn from the posterior in the run's task."""
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "SkillPosteriorTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> SkillPosteriorTrainer:
         """As :meth:`WindowTrainer.from_config`, then the skill model loaded into the agent.
 
         Raises:
@@ -219,7 +230,7 @@ class DiscriminatorTrainer(OfflineTrainer):
         self.play, self.heldout = play, heldout
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "DiscriminatorTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> DiscriminatorTrainer:
         """Demos and play data, each split into training and held-out episodes; the agent with its
         normaliser fitted on all training states.
 
@@ -227,7 +238,12 @@ class DiscriminatorTrainer(OfflineTrainer):
             ConfigError: for ``obs_type`` other than ``features``, or a bad ``heldout_fraction``.
             DatasetError: for missing data that may not be made (as :func:`load_or_make_play`).
         """
-        from polytask.training.build import env_factory, load_demo_buffer, make_agent, tasks_of
+        from polytask.training.build import (
+            env_factory,
+            load_demo_buffer,
+            make_agent,
+            tasks_of,
+        )
 
         require_features(cfg.agent.name, cfg.obs_type)
         _, demos = load_demo_buffer(cfg)
