@@ -11,13 +11,22 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from polytask.agents.skills import DemoDiscriminatorAgent, NotAPolicyError, SkillPriorAgent
+from polytask.agents.skills import (
+    DemoDiscriminatorAgent,
+    NotAPolicyError,
+    SkillPriorAgent,
+)
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import DatasetError
 from polytask.errors import ConfigError
 from polytask.nets.skills import gaussian_kl, gaussian_nll
 from polytask.suites.skills import SkillWrapper
-from polytask.training.skills import SkillPosteriorTrainer, labelled_batch, load_or_make_play, skill_model_path
+from polytask.training.skills import (
+    SkillPosteriorTrainer,
+    labelled_batch,
+    load_or_make_play,
+    skill_model_path,
+)
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 pytest.importorskip("gymnasium_robotics")
@@ -91,7 +100,7 @@ def test_discriminator_separates_demo_from_play_states(play):
     for _ in range(800):
         agent.update(labelled_batch(demo, play_buffer, 64))
     scores = agent.score(held)
-    assert scores["accuracy"] > 0.9 and scores["d_demo"] > 0.8 > 0.2 > scores["d_play"], scores
+    assert scores["accuracy"] > 0.9 and scores["d_demo"] > 0.8 and scores["d_play"] < 0.2, scores
     d = agent.predict({"state": held_demo[:5]})
     assert d.shape == (5,) and d.dtype == np.float32 and ((0 < d) & (d < 1)).all()
     with pytest.raises(NotAPolicyError, match="does not act"):

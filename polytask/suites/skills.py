@@ -7,7 +7,8 @@ of :class:`polytask.agents.skills.SkillPriorAgent`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
