@@ -182,6 +182,12 @@ def test_skill_prior_stage_end_to_end(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert np.isfinite(results["heldout_rec_mse"]) and np.isfinite(results["heldout_prior_nll"])
     assert 0.0 <= results["umaze/success"] <= 1.0 and (run / "heldout.csv").exists()
+    # the next stage finds it (the one file, with this run's settings) and says when its sizes differ
+    cfg = compose_cfg("agent=skill_posterior", "suite=maze", f"data_dir={data_dir}", "num_demos_per_task=1",
+                      "agent.hidden_dim=64", "device=cpu")
+    with pytest.raises(ConfigError, match=rf"The skill model at {re.escape(str(weights))} was trained with "
+                                          r"\{'z_dim': 10, 'horizon': 10, 'hidden_dim': 32, 'hidden_depth': 3\}"):
+        SkillPosteriorTrainer.from_config(cfg, tmp_path / "posterior")
 
 
 @pytest.mark.slow

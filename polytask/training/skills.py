@@ -186,12 +186,12 @@ class SkillPosteriorTrainer(WindowTrainer):
         """
         from polytask.training.build import read_weights
 
-        trainer = super().from_config(cfg, run_dir)
         path = Path(cfg.skill_model) if cfg.get("skill_model") else \
             find_weights(skill_model_path(cfg), "pass skill_model=<file>")
         saved = read_weights(path, how_to_make=f"{skill_prior_command(cfg)}\n  or pass skill_model=<path>")
         if saved.get("agent_name") != "skill_prior":
             raise ConfigError(f"{path} holds {saved.get('agent_name')} weights, not a skill model (agent=skill_prior)")
+        trainer = super().from_config(cfg, run_dir)  # the demos are collected only once the skill model is found
         try:
             trainer.agent.load_skill_model(saved["agent"])
         except ValueError as e:

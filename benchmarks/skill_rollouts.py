@@ -1,0 +1,59 @@
+"""Success of skills sampled from a skill model's prior (agent=skill_prior) or from a skill posterior
+(agent=skill_posterior) in maze tasks, through :class:`polytask.suites.skills.SkillWrapper`: each
+wrapper step draws z at the current state and runs the frozen decoder for H env steps. Episodes start
+from the training runs' eval seeds.
+
+    python benchmarks/skill_rollouts.py data/weights/skill_prior/maze/play-features-seed1.pt --tasks umaze spirl40
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from polytask.suites.maze import make
+from polytask.suites.skills import SkillWrapper
+from polytask.training.build import load_policy
+from polytask.training.evaluator import EVAL_SEED_BASE
+
+
+def rollouts(path: str, task: str, episodes: int, seed: int = 0) -> dict[str, float]:
+    """Success rate, mean return and mean env steps of ``episodes`` skill-space episodes in ``task``
+    (success ends an episode, as in evaluation)."""
+    env = make(task)
+    agent = load_policy(path, env)
+    env = SkillWrapper(env, agent.decode, agent.horizon, agent.z_dim)
+    torch.manual_seed(seed)
+    successes, returns, steps = [], [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED_BASE + i)
+        done, ret, n, success = False, 0.0, 0, 0.0
+        while not done and not success:
+            obs, reward, terminated, truncated, info = env.step(agent.sample_skill(obs["state"][None])[0])
+            ret, n, success = ret + reward, n + info["env_steps"], max(success, info["success"])
+            done = terminated or truncated
+        successes.append(success)
+        returns.append(ret)
+        steps.append(n)
+    env.close()
+    return {"success": float(np.mean(successes)), "return": float(np.mean(returns)), "env_steps": float(np.mean(steps))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("weights", help="an exported skill_prior or skill_posterior weights file")
+    parser.add_argument("--tasks", nargs="+", default=["umaze", "spirl40"])
+    parser.add_argument("--episodes", type=int, default=20)
+    args = parser.parse_args()
+    for task in args.tasks:
+        start = time.perf_counter()
+        m = rollouts(args.weights, task, args.episodes)
+        print(f"{task:10s} success {m['success']:.2f}  return {m['return']:.2f}  env steps {m['env_steps']:.0f}  "
+              f"({args.episodes} episodes, {time.perf_counter() - start:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()
