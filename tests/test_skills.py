@@ -66,7 +66,7 @@ def test_skill_model_reconstruction_falls_on_held_out_play_data(play):
     after = agent.score(windows)
     assert after["rec_mse"] < 0.7 * before["rec_mse"], (before, after)
     assert after["kl"] > 1.0 > before["kl"]  # the skills carry information about the actions
-    assert set(metrics) == {"loss", "rec", "rec_mse", "kl", "prior_nll"}
+    assert set(metrics) == {"loss", "rec", "rec_mse", "kl", "prior_nll", "standard_nll"}
     # acting: one skill per 10 steps, the decoder closed-loop on the current state
     agent.train(False)
     obs = {"state": windows["state"][:3, 0].numpy(), "env_index": np.arange(3), "is_first": np.ones(3, bool)}

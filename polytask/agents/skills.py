@@ -190,7 +190,8 @@ class SkillPriorAgent(SkillAgent):
         Returns:
             the scalar loss and its parts: ``rec`` (½ squared error summed over action dimensions,
             mean over steps), ``rec_mse`` (mean squared error per action entry), ``kl`` (nats, to
-            N(0, I)), ``prior_nll`` (nats, of the detached posterior sample under the prior).
+            N(0, I)), ``prior_nll`` (nats, of the detached posterior sample under the prior) and, for
+            comparison, ``standard_nll`` (nats, of that sample under N(0, I): what the prior improves on).
         """
         states, actions = self._windows(batch)
         mean_q, log_std_q = self.model.encoder(states, actions)
@@ -201,10 +202,12 @@ class SkillPriorAgent(SkillAgent):
         kl = gaussian_kl(mean_q, log_std_q, torch.zeros_like(mean_q), torch.zeros_like(log_std_q)).mean()
         prior_nll = gaussian_nll(z.detach(), *self.model.prior(states[:, 0])).mean()
         loss = rec + self.beta * kl + prior_nll
-        return loss, {"rec": rec.item(), "rec_mse": sq.mean().item(), "kl": kl.item(), "prior_nll": prior_nll.item()}
+        standard_nll = gaussian_nll(z.detach(), torch.zeros_like(z), torch.zeros_like(z)).mean()
+        return loss, {"rec": rec.item(), "rec_mse": sq.mean().item(), "kl": kl.item(), "prior_nll": prior_nll.item(),
+                      "standard_nll": standard_nll.item()}
 
     def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
-        """One RAdam step on :meth:`losses`. Returns ``{"loss", "rec", "rec_mse", "kl", "prior_nll"}``."""
+        """One RAdam step on :meth:`losses`. Returns ``loss`` and its parts (see there)."""
         loss, parts = self.losses(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
