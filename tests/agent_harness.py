@@ -5,8 +5,10 @@ An agent is built the way a run builds it: its config composed like ``train.py``
 like :func:`polytask.training.build.build_trainer`, :func:`polytask.training.build.make_agent` with
 what its trainer class passes (a distillation student's goals, a residual agent's frozen base loaded
 from an exported BC file). Its updates get the batches its trainer class gives: replay batches for
-:class:`OnlineTrainer`, demo windows for :class:`WindowTrainer` (after ``fit_dataset``), demo batches
-for :class:`OfflineTrainer` and its subclasses.
+:class:`OnlineTrainer`, demo windows for :class:`WindowTrainer` (after ``fit_dataset``; the skill
+agents' windows, a skill posterior keeping its freshly initialised skill model), half demo and half
+play states with their labels for :class:`DiscriminatorTrainer`, demo batches for
+:class:`OfflineTrainer` and its other subclasses.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
 from polytask.training.offline import OfflineTrainer, WindowTrainer
 from polytask.training.online import OnlineTrainer
+from polytask.training.skills import DiscriminatorTrainer, labelled_batch
 from polytask.training.trainer import Trainer
 from polytask.utils import set_seed
 from tests.conftest import ROOT, compose_cfg
@@ -170,6 +173,10 @@ def batch_sampler(cfg, agent, episodes: dict[int, list[Episode]] | None = None) 
         return lambda: replay.sample(BATCH_SIZE)
     obs_keys = ("pixels",) if cfg.obs_type == "pixels" else ("state",)  # as load_demo_buffer keeps them
     buffer = DemoBuffer(episodes, obs_keys, frame_stack=frame_stack_of(cfg), seed=int(cfg.seed))
+    if issubclass(trainer, DiscriminatorTrainer):  # demo states (task 0's episodes) against play states (task 1's)
+        demo, play = (DemoBuffer({0: episodes[i]}, ("state",), seed=int(cfg.seed) + i) for i in (0, 1))
+        agent.fit_dataset(np.concatenate([demo.obs["state"], play.obs["state"]]))
+        return lambda: labelled_batch(demo, play, BATCH_SIZE)
     if issubclass(trainer, WindowTrainer):
         agent.fit_dataset(buffer.obs["state"], buffer.action)
         return lambda: buffer.sample_windows(BATCH_SIZE, *agent.window)
@@ -199,8 +206,11 @@ def act_obs(cfg, batch_size: int = 4, seed: int = 1) -> dict[str, np.ndarray]:
 
 def seeded_act(agent, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0, seed: int = 0) -> np.ndarray:
     """``agent.act`` with torch's RNG seeded first, so stochastic policies (Diffusion Policy's noise,
-    BeT's sampled bins) give the same draw for the same weights."""
+    BeT's sampled bins) give the same draw for the same weights. An agent that scores states rather
+    than acting (``is_policy = False``: the demo discriminator) gives its ``predict(obs)`` instead."""
     torch.manual_seed(seed)
+    if not getattr(agent, "is_policy", True):
+        return agent.predict(obs)
     return agent.act(obs, eval_mode=eval_mode, step=step)
 
 

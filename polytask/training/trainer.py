@@ -139,10 +139,15 @@ class Trainer:
         self.export_weights()
         return self.last_eval
 
+    def weights_file(self) -> Path:
+        """Where :meth:`export_weights` writes: :func:`weights_path` of the run (trainers whose weights
+        do not depend on the run's task, such as a skill model trained on play data, name another)."""
+        return weights_path(self.cfg)
+
     def export_weights(self) -> Path:
-        """Write the final agent weights (:meth:`weights_state`) to :func:`weights_path` (where
+        """Write the final agent weights (:meth:`weights_state`) to :meth:`weights_file` (where
         ``load_bc`` and snapshot experts look for them)."""
-        path = weights_path(self.cfg)
+        path = self.weights_file()
         atomic_torch_save(self.weights_state(), path)
         log.info(f"Weights: {path}")
         return path

@@ -1,0 +1,285 @@
+"""Offline trainers of the skill models (SPiRL/SkiLD, DESIGN §5), one per stage:
+
+1. :class:`SkillPriorTrainer` (``agent=skill_prior``): the skill VAE and prior on windows of the
+   suite's play data (made first when missing), scored on held-out play episodes and, in the env, by
+   skills sampled from the prior.
+2. :class:`SkillPosteriorTrainer` (``agent=skill_posterior``): SkiLD's skill posterior on windows of
+   the demos, the skill model of stage 1 loaded frozen.
+3. :class:`DiscriminatorTrainer` (``agent=demo_discriminator``): SkiLD's demo discriminator on demo
+   states (1) against play states (0), scored by held-out accuracy.
+
+Each stage finds the weights of the stage before it by convention: the skill model is exported to
+:func:`skill_model_path` (it depends on the suite's play data, not on the run's task or demos).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from polytask.data.buffer import DemoBuffer
+from polytask.data.demos import (
+    DatasetError,
+    Episode,
+    check_compatible,
+    dataset_path,
+    load_episodes,
+)
+from polytask.data.play import play_dataset_id
+from polytask.errors import ConfigError, require_features
+from polytask.training.checkpoint import save_checkpoint
+from polytask.training.demos import collect_play, frame_stack_of
+from polytask.training.inputs import make_agent
+from polytask.training.logger import Logger
+from polytask.training.offline import OfflineTrainer, WindowTrainer
+from polytask.training.run import env_factory, load_demo_buffer, make_evaluator, tasks_of
+from polytask.training.weights import find_weights, read_weights
+
+log = logging.getLogger("polytask")
+
+
+def play_path(cfg: DictConfig) -> Path:
+    """Where the suite's play data for the run's obs_type lives (``polytask/<suite>/play-<obs_type>-v0``)."""
+    return dataset_path(cfg.data_dir, play_dataset_id(cfg.suite.name, cfg.obs_type))
+
+
+def play_command(cfg: DictConfig) -> str:
+    """The ``collect_play.py`` command that makes the run's play data."""
+    return f"python collect_play.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} data_dir={cfg.data_dir}"
+
+
+def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
+    """Every episode of the suite's play data, made first (:func:`polytask.data.play.collect_play`, with
+    ``cfg.play.num_episodes``) when missing and ``cfg.collect_missing_demos`` is true.
+
+    Raises:
+        DatasetError: if it is missing and may not be made (the message gives the path and the
+            ``collect_play.py`` command), the suite has no play data, the file is corrupted, or its
+            shapes do not fit ``env``.
+    """
+    path, cmd = play_path(cfg), play_command(cfg)
+    if not (path / "data" / "metadata.json").exists():
+        if not cfg.collect_missing_demos:
+            raise DatasetError(f"No play data at {path}. Make it with:\n  {cmd}\n(or leave collect_missing_demos=true "
+                               "to have it made first)")
+        log.info(f"Play data missing at {path}: making it first ({cmd})")
+        collect_play(cfg)
+    episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces), make_cmd=cmd)
+    check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
+    return episodes
+
+
+def split_heldout(episodes: list[Episode], fraction: float) -> tuple[list[Episode], list[Episode]]:
+    """``(train, heldout)``: the last ``ceil(fraction·n)`` episodes held out (at least one, and at
+    least one kept for training). With fewer than 2 episodes both are all of them (a warning says the
+    held-out figures are then training figures).
+
+    Raises:
+        ConfigError: if ``fraction`` is not in (0, 1).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"heldout_fraction must be in (0, 1), got {fraction}")
+    if len(episodes) < 2:
+        log.warning("Only one episode: the held-out figures are measured on the training episode")
+        return episodes, episodes
+    n = min(max(1, math.ceil(fraction * len(episodes))), len(episodes) - 1)
+    return episodes[:-n], episodes[-n:]
+
+
+def skill_model_path(cfg: DictConfig) -> Path:
+    """Where a skill-prior run exports its skill model: ``<data_dir>/weights/skill_prior/<suite>/
+    play-<obs_type>-seed<seed>[-<settings>].pt`` (``settings``: ``cfg.weights_tag`` for the skill-prior
+    run itself; left out when another stage looks it up, which then takes the one file with other
+    settings through :func:`find_weights`)."""
+    settings = str(cfg.get("weights_tag") or "") if cfg.agent.name == "skill_prior" else ""
+    name = f"play-{cfg.obs_type}-seed{cfg.seed}{'-' if settings else ''}{settings}.pt"
+    return Path(cfg.data_dir) / "weights" / "skill_prior" / cfg.suite.name / name
+
+
+def skill_prior_command(cfg: DictConfig) -> str:
+    """The ``train.py`` command that trains the skill model a later stage loads."""
+    return (f"python train.py agent=skill_prior suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
+            f"data_dir={cfg.data_dir}")
+
+
+class SkillPriorTrainer(WindowTrainer):
+    """Stage 1: trains the skill VAE and prior on windows of the play data (all but the last
+    ``cfg.heldout_fraction`` of its episodes). Each evaluation runs the skills sampled from the prior
+    in the run's task (``eval.csv``) and scores ``cfg.heldout_windows`` fixed windows of the held-out
+    episodes (``heldout.csv``: reconstruction error, KL, prior NLL; also in ``results.json``).
+    The weights go to :func:`skill_model_path`."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator, buffer: DemoBuffer,
+                 heldout: DemoBuffer):
+        super().__init__(cfg, run_dir, agent, evaluator, buffer)
+        n = min(int(cfg.heldout_windows), len(heldout))
+        self.heldout_batch = heldout.get_windows(np.random.default_rng(0).choice(len(heldout), n, replace=False),
+                                                 *agent.window)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> SkillPriorTrainer:
+        """The play data (made first where missing), split into training and held-out episodes, and
+        the agent with its normaliser fitted on the training states.
+
+        Raises:
+            ConfigError: for ``obs_type`` other than ``features``, or a bad ``heldout_fraction``.
+            DatasetError: as :func:`load_or_make_play`.
+        """
+        require_features(cfg.agent.name, cfg.obs_type)
+        env = env_factory(cfg)(tasks_of(cfg)[0])
+        try:
+            train, heldout = split_heldout(load_or_make_play(cfg, env), float(cfg.heldout_fraction))
+            agent = make_agent(cfg, env)
+        finally:
+            env.close()
+        buffers = [DemoBuffer({0: eps}, ("state",), seed=cfg.seed) for eps in (train, heldout)]
+        log.info(f"Play data: {len(buffers[0])} steps in {len(train)} episodes for training, {len(buffers[1])} in "
+                 f"{len(heldout)} held out")
+        agent.fit_dataset(buffers[0].obs["state"], buffers[0].action)
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers)
+
+    def heldout_metrics(self) -> dict[str, float]:
+        """The agent's loss terms on the fixed held-out windows (``agent.score``), in eval mode."""
+        self.agent.train(False)
+        try:
+            return self.agent.score(self.heldout_batch)
+        finally:
+            self.agent.train(True)
+
+    def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
+        """The env evaluation of :class:`Trainer`, then the held-out metrics (logged as ``heldout``,
+        and kept with the evaluation as ``heldout_<name>``)."""
+        metrics = super().evaluate(logger, final)
+        heldout = self.heldout_metrics()
+        logger.log("heldout", heldout, self.step)
+        self.last_eval = {**metrics, **{f"heldout_{k}": v for k, v in heldout.items()}}
+        return self.last_eval
+
+    def weights_file(self) -> Path:
+        return skill_model_path(self.cfg)
+
+
+class SkillPosteriorTrainer(WindowTrainer):
+    """Stage 2 (SkiLD): trains the skill posterior on windows of the demos (collected first where
+    missing), the skill model of stage 1 frozen inside the agent: ``cfg.skill_model``, or the skill
+    model of the same suite, obs_type and seed (:func:`skill_model_path`). Evaluation runs skills
+    drawn from the posterior in the run's task."""
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> SkillPosteriorTrainer:
+        """As :meth:`WindowTrainer.from_config`, then the skill model loaded into the agent.
+
+        Raises:
+            ConfigError: if the skill model file is missing (the message gives the command that trains
+                it), holds another agent's weights, or does not fit the agent's sizes.
+        """
+        path = Path(cfg.skill_model) if cfg.get("skill_model") else \
+            find_weights(skill_model_path(cfg), "pass skill_model=<file>")
+        saved = read_weights(path, how_to_make=f"{skill_prior_command(cfg)}\n  or pass skill_model=<path>")
+        if saved.get("agent_name") != "skill_prior":
+            raise ConfigError(f"{path} holds {saved.get('agent_name')} weights, not a skill model (agent=skill_prior)")
+        trainer = super().from_config(cfg, run_dir)  # the demos are collected only once the skill model is found
+        try:
+            trainer.agent.load_skill_model(saved["agent"])
+        except ValueError as e:
+            theirs = {k: saved["config"]["agent"].get(k) for k in ("z_dim", "horizon", "hidden_dim", "hidden_depth")}
+            ours = {k: cfg.agent.get(k) for k in theirs}
+            raise ConfigError(f"The skill model at {path} was trained with {theirs}, but this run has {ours}: "
+                              "give this run the skill model's sizes (agent.<name>=...)") from e
+        log.info(f"Skill model (frozen) from {path}")
+        return trainer
+
+
+def labelled_batch(demo: DemoBuffer, play: DemoBuffer, batch_size: int) -> dict[str, torch.Tensor]:
+    """Half a batch of demo states (label 1) and half of play states (label 0): ``state`` float32
+    (B, D), ``label`` float32 (B,)."""
+    d, p = demo.sample(batch_size // 2), play.sample(batch_size - batch_size // 2)
+    return {"state": torch.cat([d["state"], p["state"]]),
+            "label": torch.cat([torch.ones(len(d["state"])), torch.zeros(len(p["state"]))])}
+
+
+def _states(episodes: list[Episode]) -> np.ndarray:
+    """The states the agent acted from in ``episodes``, float32 (N, D) (final observations left out)."""
+    return np.concatenate([ep.obs["state"][:len(ep)] for ep in episodes]).astype(np.float32)
+
+
+class DiscriminatorTrainer(OfflineTrainer):
+    """Stage 3 (SkiLD): trains the demo discriminator on balanced batches of demo states (label 1,
+    collected first where missing) and play states (label 0, made first where missing). Each
+    evaluation scores the held-out states (the last ``cfg.heldout_fraction`` of the demos and of the
+    play episodes, at most ``cfg.heldout_windows`` states of each): ``eval.csv`` and
+    ``results.json`` hold the balanced accuracy, BCE and mean D on each side; ``best.pt`` is the
+    most accurate. No env is run: the discriminator does not act."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, demo: DemoBuffer, play: DemoBuffer,
+                 heldout: dict[str, torch.Tensor]):
+        super().__init__(cfg, run_dir, agent, None, demo)
+        self.play, self.heldout = play, heldout
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> DiscriminatorTrainer:
+        """Demos and play data, each split into training and held-out episodes; the agent with its
+        normaliser fitted on all training states.
+
+        Raises:
+            ConfigError: for ``obs_type`` other than ``features``, or a bad ``heldout_fraction``.
+            DatasetError: for missing data that may not be made (as :func:`load_or_make_play`).
+        """
+        require_features(cfg.agent.name, cfg.obs_type)
+        _, demos = load_demo_buffer(cfg)
+        env = env_factory(cfg)(tasks_of(cfg)[0])
+        try:
+            play, play_out = split_heldout(load_or_make_play(cfg, env), float(cfg.heldout_fraction))
+            agent = make_agent(cfg, env)
+        finally:
+            env.close()
+        splits = {i: split_heldout(eps, float(cfg.heldout_fraction)) for i, eps in demos.items()}
+        demo_buffer = DemoBuffer({i: s[0] for i, s in splits.items()}, ("state",), seed=cfg.seed)
+        play_buffer = DemoBuffer({0: play}, ("state",), seed=cfg.seed + 1)
+        agent.fit_dataset(np.concatenate([demo_buffer.obs["state"], play_buffer.obs["state"]]))
+        rng, n = np.random.default_rng(0), int(cfg.heldout_windows)
+        held = [_states([ep for s in splits.values() for ep in s[1]]), _states(play_out)]
+        held = [x[rng.choice(len(x), min(n, len(x)), replace=False)] for x in held]
+        heldout = {"state": torch.from_numpy(np.concatenate(held)),
+                   "label": torch.cat([torch.ones(len(held[0])), torch.zeros(len(held[1]))])}
+        log.info(f"Discriminator: {len(demo_buffer)} demo and {len(play_buffer)} play states for training; "
+                 f"{len(held[0])} and {len(held[1])} held out")
+        return cls(cfg, run_dir, agent, demo_buffer, play_buffer, heldout)
+
+    def train_step(self) -> dict[str, float]:
+        return self.agent.update(labelled_batch(self.buffer, self.play, self.cfg.batch_size), self.step)
+
+    def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
+        """Score the held-out states (see the class docstring); ``best.pt`` keeps the most accurate."""
+        self.agent.train(False)
+        metrics = self.agent.score(self.heldout)
+        self.agent.train(True)
+        logger.log("eval", metrics, self.step)
+        self.last_eval = metrics
+        score = (metrics["accuracy"], -metrics["bce"])
+        if score > self.best_score:
+            self.best_score = score
+            save_checkpoint(self.run_dir, self.state(), "best")
+        return metrics
+
+    def report(self) -> None:
+        """Print the last held-out scores and write ``results.json``."""
+        if not self.last_eval:
+            return
+        log.info(f"Held-out discriminator scores at step {self.step}: "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in self.last_eval.items()))
+        (self.run_dir / "results.json").write_text(json.dumps({"step": self.step, **self.last_eval}, indent=2))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "play_buffer": self.play.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.play.load_state_dict(state["play_buffer"])
