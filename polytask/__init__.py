@@ -1,6 +1,6 @@
 """PolyTask: learning robot policies from demonstrations and improving them online.
 
-The package is laid out as in DESIGN.md §2: ``suites`` (environments), ``experts`` (demonstrators),
+The package is laid out in layers: ``suites`` (environments), ``experts`` (demonstrators),
 ``data`` (datasets, buffers), ``nets`` (networks), ``agents`` (algorithms), ``rewards`` and
 ``training`` (trainers, evaluation, checkpoints, logging). Dependencies point one way:
 entry scripts -> training -> agents/data/suites -> nets.

@@ -1,4 +1,4 @@
-"""Behavior cloning (PolyTask/ROT BC, DESIGN §5).
+"""Behavior cloning (PolyTask/ROT BC).
 
 Policy: encoder (DrQ-v2 conv for pixels, identity for state features) -> actor with tanh mean and a
 fixed standard deviation σ. Loss: the negative log-likelihood of the demonstrated action under

@@ -1,5 +1,5 @@
 """Behavior Transformers (BeT, Shafiullah et al. 2022) on state features: a base policy of Policy
-Decorator (DESIGN §5).
+Decorator.
 
 Actions are split into a discrete bin and a continuous offset: k-means on the dataset's actions
 gives k centers c_1..c_k; a causal GPT over a window of the last W observations predicts,

@@ -1,5 +1,5 @@
 """Diffusion Policy (Chi et al. 2023), CNN variant, on state features: the base policy of Policy
-Decorator (DESIGN §5).
+Decorator.
 
 The policy models p(A_t | O_t) over an action sequence A_t = a_t .. a_{t+T_p−1} (prediction horizon
 T_p = 16) given the observation history O_t = o_{t−T_o+1} .. o_t (T_o = 2) by denoising diffusion

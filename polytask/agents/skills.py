@@ -1,6 +1,6 @@
 """Skill models of SPiRL (Pertsch et al. 2020, "Accelerating RL with Learned Skill Priors") and
 SkiLD (Pertsch et al. 2021, "Demonstration-Guided RL with Learned Skills"), trained offline
-(DESIGN §5), on state features:
+on state features:
 
 - :class:`SkillPriorAgent`: SPiRL's closed-loop skill VAE and learned skill prior, trained on
   task-agnostic play data. Over windows of H steps (s_1:H, a_1:H):

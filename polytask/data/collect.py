@@ -1,4 +1,4 @@
-"""Rolling out an expert to make demonstrations (DESIGN §3 "Making demos")."""
+"""Rolling out an expert to make demonstrations."""
 
 from __future__ import annotations
 

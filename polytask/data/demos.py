@@ -1,4 +1,4 @@
-"""Demonstration datasets in the Minari format (DESIGN §3).
+"""Demonstration datasets in the Minari format.
 
 A dataset lives at ``<data_dir>/datasets/<dataset_id>/`` (Minari's own layout: ``metadata.json`` and
 ``data/main_data.hdf5`` inside ``data/``), so ``MINARI_DATASETS_PATH=<data_dir>/datasets minari show <dataset_id>``

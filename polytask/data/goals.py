@@ -1,4 +1,4 @@
-"""Task goals for multi-task students (PolyTask distillation, DESIGN §5): one-hot codes, sentence
+"""Task goals for multi-task students (PolyTask distillation): one-hot codes, sentence
 embeddings of task descriptions, or goal images."""
 
 from __future__ import annotations

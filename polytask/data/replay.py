@@ -1,4 +1,4 @@
-"""Replay buffer for online RL (DESIGN §3): preallocated, in memory, frames stored once, n-step
+"""Replay buffer for online RL: preallocated, in memory, frames stored once, n-step
 returns that stop at ``terminated`` and bootstrap through ``truncated``, vectorised sampling.
 
 Layout: every observation of every episode takes one slot (an episode of T steps takes T+1 slots).

@@ -1,4 +1,4 @@
-"""Import of the PolyTask/ROT demonstration pickles (DESIGN §3).
+"""Import of the PolyTask/ROT demonstration pickles.
 
 Format: a pickle of ``[pixels, states, actions, rewards]``, each a list indexed ``[demo]`` of arrays
 indexed ``[t]``: pixels uint8 (T, 3*k, H, W) frame-stacked (oldest frame first), states float32

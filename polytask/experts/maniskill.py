@@ -1,4 +1,4 @@
-"""ManiSkill's motion-planning solutions as a PolyTask expert (DESIGN §3 "Making demos").
+"""ManiSkill's motion-planning solutions as a PolyTask expert.
 
 ManiSkill 3.0.1 plans with ``mplib==0.1.1``, which crashes under NumPy 2 (and mplib 0.2.x requires
 ``numpy<2`` as well), so the planner runs in a separate virtual environment with ``numpy<2``

@@ -1,4 +1,4 @@
-"""Maze expert (DESIGN §8): a breadth-first-search grid planner and D4RL's PD waypoint controller,
+"""Maze expert: a breadth-first-search grid planner and D4RL's PD waypoint controller,
 and the task-agnostic play data of SPiRL (random goals in random layouts).
 
 The controller is the one D4RL and Minari made their PointMaze data with: the waypoints are the

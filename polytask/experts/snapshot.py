@@ -1,4 +1,4 @@
-"""A trained agent's weights as a demonstrator (DMC experts come from DrQ-v2 runs, DESIGN §3)."""
+"""A trained agent's weights as a demonstrator (DMC experts come from DrQ-v2 runs)."""
 
 from __future__ import annotations
 

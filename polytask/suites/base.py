@@ -1,4 +1,4 @@
-"""What the MuJoCo suites share: dict observations and fast offscreen rendering (DESIGN §4)."""
+"""What the MuJoCo suites share: dict observations and fast offscreen rendering."""
 
 from __future__ import annotations
 

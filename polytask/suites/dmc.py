@@ -1,4 +1,4 @@
-"""DeepMind Control suite (DESIGN §4): the ``dm_control.suite`` tasks with Gymnasium API and 84×84 pixels.
+"""DeepMind Control suite: the ``dm_control.suite`` tasks with Gymnasium API and 84×84 pixels.
 
 Task names are ``<domain>_<task>`` with dm_control's names (``cheetah_run``, ``walker_walk``,
 ``quadruped_run``, ...; the ``ball_in_cup`` domain is written ``cup``, e.g. ``cup_catch``), plus the

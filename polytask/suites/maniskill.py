@@ -1,4 +1,4 @@
-"""ManiSkill 3 suite (DESIGN §4): Panda tabletop tasks on CPU physics, state observations.
+"""ManiSkill 3 suite: Panda tabletop tasks on CPU physics, state observations.
 
 Tasks are ManiSkill env ids without the version suffix: ``PickCube``, ``StackCube``,
 ``PegInsertionSide`` (all three have ManiSkill motion-planning solutions, the suite's expert; see

@@ -1,4 +1,4 @@
-"""PointMaze suite (DESIGN §4, §8): gymnasium-robotics' force-driven ball in mazes given as grids.
+"""PointMaze suite: gymnasium-robotics' force-driven ball in mazes given as grids.
 
 Tasks (each a fixed layout, start cell and goal cell; see :data:`TASKS`):
 

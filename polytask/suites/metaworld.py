@@ -1,4 +1,4 @@
-"""Meta-World 3 suite (DESIGN §4): the 50 ``-v3`` tasks with Gymnasium API and 84×84 pixels.
+"""Meta-World 3 suite: the 50 ``-v3`` tasks with Gymnasium API and 84×84 pixels.
 
 Observations are dicts: ``state`` float32 (39,) (hand, gripper, object poses, previous frame, goal
 in ``state[-3:]``) and, for ``obs_type="pixels"``, ``pixels`` uint8 (3, 84, 84) from the ``corner``

@@ -1,4 +1,4 @@
-"""Skill-space envs (SPiRL/SkiLD, DESIGN §5): a wrapper whose action is a skill z, run by a frozen
+"""Skill-space envs (SPiRL/SkiLD): a wrapper whose action is a skill z, run by a frozen
 closed-loop skill decoder for H env steps, so that skill-space SAC is SAC on the wrapped env.
 
 The decoder is a callable, not an agent (a suite never imports an agent): e.g. the ``decode`` method

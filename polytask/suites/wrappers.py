@@ -1,4 +1,4 @@
-"""Gymnasium wrappers shared by all suites (DESIGN §4): pixel frame stacking (action repeat lives
+"""Gymnasium wrappers shared by all suites: pixel frame stacking (action repeat lives
 in each suite's base env, so pixels are rendered once per agent step).
 
 Observations in PolyTask are dicts: ``{"state": float32 (D,)}`` plus, for ``obs_type=pixels``,

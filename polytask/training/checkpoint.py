@@ -1,4 +1,4 @@
-"""Checkpoints holding the full training state, written atomically (DESIGN §6), and the one reader of
+"""Checkpoints holding the full training state, written atomically, and the one reader of
 every file a run writes with ``torch.save`` (checkpoints, exported weights).
 
 Files are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, ``None`` and

@@ -1,4 +1,4 @@
-"""Finding, collecting and loading a run's demonstrations (DESIGN §3, §7)."""
+"""Finding, collecting and loading a run's demonstrations."""
 
 from __future__ import annotations
 

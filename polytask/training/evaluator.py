@@ -1,4 +1,4 @@
-"""Evaluation: N episodes per task, return and success rate per task and their mean (DESIGN §6)."""
+"""Evaluation: N episodes per task, return and success rate per task and their mean."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Offline trainers of the skill models (SPiRL/SkiLD, DESIGN §5), one per stage:
+"""Offline trainers of the skill models (SPiRL/SkiLD), one per stage:
 
 1. :class:`SkillPriorTrainer` (``agent=skill_prior``): the skill VAE and prior on windows of the
    suite's play data (made first when missing), scored on held-out play episodes and, in the env, by

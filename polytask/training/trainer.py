@@ -1,5 +1,5 @@
-"""The trainer base: evaluation, checkpoints, logging and resume, written once for every regime
-(DESIGN §2, §6). Subclasses implement :meth:`Trainer.train_step` and, if they keep state of their
+"""The trainer base: evaluation, checkpoints, logging and resume, written once for every regime.
+Subclasses implement :meth:`Trainer.train_step` and, if they keep state of their
 own (replay buffers, sampling RNGs), :meth:`Trainer.extra_state` / :meth:`Trainer.load_extra_state`.
 """
 
