@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import seconds_per_call  # benchmarks/timing.py
 
 from polytask.agents.bc import BCAgent
 from polytask.utils import resolve_device
-from timing import seconds_per_call  # benchmarks/timing.py
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
         batch = {"action": torch.rand(args.batch_size, 4) * 2 - 1}
         batch[key] = (torch.randint(0, 256, (args.batch_size, *shapes[key]), dtype=torch.uint8) if key == "pixels"
                       else torch.randn(args.batch_size, *shapes[key]))
-        per = seconds_per_call(lambda: agent.update(batch), args.updates, device)
+        per = seconds_per_call(lambda agent=agent, batch=batch: agent.update(batch), args.updates, device)
         print(f"{obs_type:8s} on {device}: {per * 1e3:8.1f} ms/update, {per * 1000 / 60:6.1f} min per 1k updates "
               f"(batch {args.batch_size}, {torch.get_num_threads()} threads)")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from timing import seconds_per_call  # benchmarks/timing.py
 
 from polytask.agents.diffusion import DiffusionAgent
 from polytask.utils import resolve_device
-from timing import seconds_per_call  # benchmarks/timing.py
 
 CONFIG = Path(__file__).resolve().parents[1] / "cfgs" / "agent" / "diffusion.yaml"
 
@@ -41,7 +41,8 @@ def main() -> None:
         row = []
         for batch in (1, 10):
             hist = np.random.default_rng(0).standard_normal((batch, agent.obs_horizon, 39)).astype(np.float32)
-            row.append(seconds_per_call(lambda: agent.sample_chunks(hist, steps, sampler), args.repeats,
+            row.append(seconds_per_call(lambda hist=hist, steps=steps, sampler=sampler:
+                                        agent.sample_chunks(hist, steps, sampler), args.repeats,
                                         device, warmup=1) * 1e3)
         print(f"{sampler:8s} {steps:5d} {row[0]:10.1f} {row[1]:10.1f}")
 

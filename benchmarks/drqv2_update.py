@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import seconds_per_call  # benchmarks/timing.py
 
 from polytask.agents.bc import BCAgent
 from polytask.agents.drqv2 import DrQV2Agent
+from polytask.agents.rot import ROTAgent
 from polytask.utils import resolve_device
-from timing import seconds_per_call  # benchmarks/timing.py
 
 
 def _batch(shape: tuple[int, ...], action_dim: int, batch_size: int, pixels: bool) -> dict:
@@ -30,6 +31,16 @@ def _batch(shape: tuple[int, ...], action_dim: int, batch_size: int, pixels: boo
         return {"state": torch.randn(batch_size, *shape)}
     return {"obs": obs(), "next_obs": obs(), "action": torch.rand(batch_size, action_dim) * 2 - 1,
             "reward": torch.rand(batch_size), "discount": torch.full((batch_size,), 0.99)}
+
+
+class FixedDemos:
+    """Demonstrations that are always the same batch (what ROT's BC term samples from)."""
+
+    def __init__(self, batch: dict[str, torch.Tensor]):
+        self.batch = batch
+
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        return {k: v[:n] for k, v in self.batch.items()}
 
 
 def main() -> None:
@@ -45,18 +56,16 @@ def main() -> None:
         agent = DrQV2Agent({"state": (17,)}, 6, "features", device=device, lr=3e-4, hidden_dim=width,
                            hidden_depth=2, critic_layer_norm=True)
         batch = _batch((17,), 6, args.batch_size, pixels=False)
-        t = seconds_per_call(lambda: agent.update(batch, step=10_000), args.updates, device)
+        t = seconds_per_call(lambda agent=agent, batch=batch: agent.update(batch, step=10_000), args.updates, device)
         print(f"{f'features, {width} wide':31s} {where}: {t * 1e3:8.1f} ms/update (batch {args.batch_size})")
     shapes = {"pixels": (9, 84, 84)}
     batch = _batch(shapes["pixels"], 4, args.batch_size, pixels=True)
-    demos = {"pixels": batch["obs"]["pixels"], "action": batch["action"]}
+    demos = FixedDemos({"pixels": batch["obs"]["pixels"], "action": batch["action"]})
     bc = BCAgent(shapes, 4, "pixels", device=device)
     for rot in (False, True):
-        agent = DrQV2Agent(shapes, 4, "pixels", device=device, bc_regularize=rot)
-        if rot:
-            agent.load_bc(bc.state_dict())
-        t = seconds_per_call(lambda: agent.update(batch, step=10_000, demo_batch=demos if rot else None),
-                             args.updates, device)
+        agent = ROTAgent(shapes, 4, "pixels", device=device, bc_regularize=rot, load_bc=rot,
+                         bc_state=bc.state_dict() if rot else None, demos=demos if rot else None)
+        t = seconds_per_call(lambda agent=agent: agent.update(batch, step=10_000), args.updates, device)
         label = "pixels, ROT (BC term, Q-filter)" if rot else "pixels"
         print(f"{label:31s} {where}: {t * 1e3:8.1f} ms/update (batch {args.batch_size})")
 

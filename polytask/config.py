@@ -130,7 +130,8 @@ def pyobj(path: str):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-_RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyobj": pyobj, "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
+_RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyobj": pyobj,
+              "polytask.tasks_tag": tasks_tag, "polytask.subdir": subdir,
               "polytask.file_stem": file_stem, "polytask.base_tag": base_tag,
               "polytask.demos_tag": demos_tag, "polytask.settings_tag": settings_tag,
               "polytask.cheetah_variants": cheetah_variants}

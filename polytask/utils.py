@@ -55,7 +55,7 @@ def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:
             cause = cause.__cause__  # the target raised (nested configs wrap once per level)
         if cause is None or isinstance(cause, InstantiationException):  # Hydra's own: locating the target, ...
             raise ConfigError(str(e)) from e
-        raise cause
+        raise cause  # noqa: B904 (the target's own exception, with its own cause, is what the caller handles)
 
 
 def set_seed(seed: int) -> None:

@@ -30,10 +30,10 @@ from polytask.data.demos import Episode
 from polytask.data.goals import image_goals, onehot_goals
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
-from polytask.training.inputs import base_policy as load_base_policy
-from polytask.training.inputs import make_agent
 from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
+from polytask.training.inputs import base_policy as load_base_policy
+from polytask.training.inputs import make_agent
 from polytask.training.offline import OfflineTrainer, WindowTrainer
 from polytask.training.online import OnlineTrainer
 from polytask.training.skills import DiscriminatorTrainer, labelled_batch

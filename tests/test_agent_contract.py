@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from omegaconf import OmegaConf
 
 from polytask.agents.frozen import policy_modules
@@ -21,8 +20,20 @@ from polytask.errors import ConfigError
 from polytask.training.inputs import base_policy as load_base_policy
 from polytask.training.run import env_factory, tasks_of
 from polytask.training.weights import load_policy, read_weights
-from tests.agent_harness import (ACTION_DIM, AGENT_NAMES, act_obs, assert_same_state, batch_sampler, build, checksum,
-                                 export, seeded_act, small_cfg, spaces_env, takes_pixels)
+from tests.agent_harness import (
+    ACTION_DIM,
+    AGENT_NAMES,
+    act_obs,
+    assert_same_state,
+    batch_sampler,
+    build,
+    checksum,
+    export,
+    seeded_act,
+    small_cfg,
+    spaces_env,
+    takes_pixels,
+)
 from tests.conftest import DEVICE, run_script, torch_round_trip
 
 with tempfile.TemporaryDirectory() as _tmp:

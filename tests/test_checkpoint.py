@@ -11,10 +11,10 @@ from omegaconf import OmegaConf
 
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
-from polytask.training.weights import read_weights
 from polytask.training.checkpoint import CheckpointError, convert_command, load_checkpoint, main
 from polytask.training.replay_store import ReplayStore
 from polytask.training.trainer import Trainer
+from polytask.training.weights import read_weights
 from polytask.utils import rng_state, set_rng_state
 from tests.conftest import torch_round_trip
 

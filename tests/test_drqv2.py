@@ -188,7 +188,8 @@ def test_updates_per_step_sets_the_update_to_data_ratio(tmp_path, updates_per_st
     from polytask.training.build import build_trainer
     from tests.conftest import compose_cfg
 
-    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close") if not a.startswith("hydra.")]
+    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close")
+            if not a.startswith("hydra.")]
     cfg = compose_cfg(*args, "num_train_steps=160", "update_every_steps=2", f"updates_per_step={updates_per_step}",
                       "eval_every_steps=1000", "eval.num_episodes=1", "save_every_steps=1000")
     trainer = build_trainer(cfg, run_dir=tmp_path / "run")
@@ -225,7 +226,8 @@ def test_trainer_resets_every_reset_every_steps(tmp_path):
     from polytask.training.build import build_trainer
     from tests.conftest import compose_cfg
 
-    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close") if not a.startswith("hydra.")]
+    args = [a for a in online_run_args(tmp_path / "run", tmp_path, "drqv2", "drawer-close")
+            if not a.startswith("hydra.")]
     cfg = compose_cfg(*args, "num_train_steps=250", "reset_every_steps=100", "eval_every_steps=1000",
                       "eval.num_episodes=1", "save_every_steps=1000")
     trainer = build_trainer(cfg, run_dir=tmp_path / "run")

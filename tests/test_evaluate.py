@@ -13,7 +13,8 @@ def test_evaluate_reproduces_the_runs_final_eval(data_dir, tmp_path):
                     "num_train_steps=100", "eval.num_episodes=3", "eval.video=off", *common)
     assert bc.returncode == 0, bc.stderr[-2000:]
     trained = json.loads((tmp_path / "bc" / "results.json").read_text())
-    weights = data_dir / "weights" / "bc" / "metaworld" / "drawer-close-features-d3-seed3-agent.hidden_dim-64+num_train_steps-100.pt"
+    name = "drawer-close-features-d3-seed3-agent.hidden_dim-64+num_train_steps-100.pt"
+    weights = data_dir / "weights" / "bc" / "metaworld" / name
     assert exported_weights(bc) == weights  # the run's settings name its weights; eval settings do not
     p = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=3", DEVICE,
                    f"hydra.run.dir={tmp_path / 'ev'}")

@@ -139,5 +139,6 @@ def test_spirl_errors_and_cli(tmp_path, capsys):
     back = load_episodes(tmp_path / "datasets" / "polytask" / "maze" / "spirl-play-pixels-v0")
     np.testing.assert_array_equal(back[0].obs["pixels"], trajs[0]["images"].transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(back[0].action, trajs[0]["actions"][:6])
-    assert data_cli(["--data-dir", str(tmp_path), "import-spirl", str(good), "test/spirl-states-v0", "--no-images"]) == 0
+    args = ["--data-dir", str(tmp_path), "import-spirl", str(good), "test/spirl-states-v0", "--no-images"]
+    assert data_cli(args) == 0
     assert "pixels" not in load_episodes(tmp_path / "datasets" / "test" / "spirl-states-v0")[0].obs

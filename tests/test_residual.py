@@ -17,13 +17,12 @@ from polytask.agents.residual import FrozenPolicyChangedError, ResidualAgent
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
 from polytask.suites import make_env
-from polytask.training.weights import load_policy
 from polytask.training.checkpoint import load_checkpoint
-from polytask.training.weights import find_weights
 from polytask.training.logger import read_metrics
 from polytask.training.online import OnlineTrainer
-from polytask.training.run import training_wrappers
 from polytask.training.replay_store import ReplayStore
+from polytask.training.run import training_wrappers
+from polytask.training.weights import find_weights, load_policy
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 SHAPES = {"state": (39,)}
@@ -135,7 +134,8 @@ def test_progressive_exploration_probability(step):
 def _replay_batch(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {"obs": {"state": torch.randn(n, 39, generator=g), "base_action": torch.rand(n, 4, generator=g) * 2 - 1},
-            "next_obs": {"state": torch.randn(n, 39, generator=g), "base_action": torch.rand(n, 4, generator=g) * 2 - 1},
+            "next_obs": {"state": torch.randn(n, 39, generator=g),
+                         "base_action": torch.rand(n, 4, generator=g) * 2 - 1},
             "action": torch.rand(n, 4, generator=g) * 2 - 1, "reward": torch.rand(n, generator=g),
             "discount": torch.full((n,), 0.99)}
 
@@ -228,7 +228,8 @@ def test_load_policy_errors_and_fit(tmp_path):
     bc = _base()
     path = tmp_path / "bc.pt"
     cfg = compose_cfg("agent=bc", "agent.hidden_dim=32", "agent.hidden_depth=1")
-    torch.save({"agent": bc.state_dict(), "agent_name": "bc", "config": OmegaConf.to_container(cfg, resolve=True)}, path)
+    torch.save({"agent": bc.state_dict(), "agent_name": "bc", "config": OmegaConf.to_container(cfg, resolve=True)},
+               path)
     loaded = load_policy(path, TinyEnv())
     obs = {"state": np.random.randn(4, 39).astype(np.float32)}
     np.testing.assert_array_equal(loaded.act(obs), bc.act(obs))

@@ -178,7 +178,8 @@ def test_skill_prior_stage_end_to_end(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Play data missing" in p.stderr + p.stdout
     weights = exported_weights(p)
-    assert weights.parent == data_dir / "weights" / "skill_prior" / "maze" and weights.name.startswith("play-features-seed1")
+    assert weights.parent == data_dir / "weights" / "skill_prior" / "maze"
+    assert weights.name.startswith("play-features-seed1")
     results = json.loads((run / "results.json").read_text())
     assert np.isfinite(results["heldout_rec_mse"]) and np.isfinite(results["heldout_prior_nll"])
     assert 0.0 <= results["umaze/success"] <= 1.0 and (run / "heldout.csv").exists()

@@ -3,7 +3,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from polytask.suites import UnknownTaskError
-from polytask.suites.dmc import (CHEETAH_VARIANTS, TASKS, DMCEnv, TaskIdError, cheetah_variant_tasks, make)
+from polytask.suites.dmc import CHEETAH_VARIANTS, TASKS, DMCEnv, TaskIdError, cheetah_variant_tasks, make
 from tests.conftest import compose_cfg, random_episode
 
 
@@ -100,7 +100,7 @@ def test_bad_task_id():
         with pytest.raises(TaskIdError, match="1-10"):
             cheetah_variant_tasks(bad)
     with pytest.raises(ValueError, match="1-10"):
-        compose_cfg("suite=dmc", "suite.task_id=[0]").suite.task
+        _ = compose_cfg("suite=dmc", "suite.task_id=[0]").suite.task  # resolving the task list raises
 
 
 def test_config_selects_variants():

@@ -11,8 +11,9 @@ through the hooks below, which the trainers call on every agent.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Agent(abc.ABC):
     def check_options(cls, options: Mapping[str, Any]) -> None:
         """Raise ValueError for options (the agent config) that cannot work together, before any
         input is loaded or network built. Default: no cross-option rule."""
+        return None
 
     @classmethod
     def inputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -102,6 +104,7 @@ class Agent(abc.ABC):
     def check_frozen(self) -> None:
         """Raise if weights that must stay frozen changed (called before the final weights are
         exported). Default: nothing is frozen."""
+        return None
 
     def reset_networks(self) -> None:
         """Re-initialise the networks, keeping the data (periodic resets, ``reset_every_steps``);

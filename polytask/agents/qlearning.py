@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 TWIN_Q_REDUCTIONS = ("min", "mean")
 
 

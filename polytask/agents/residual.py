@@ -158,7 +158,8 @@ class ResidualAgent(SACAgent):
         loading."""
         now = fingerprint(self.base)
         if now != self.base_fingerprint:
-            msg = (f"The frozen base policy's weights CHANGED during training (fingerprint {self.base_fingerprint[:12]} "
+            msg = (f"The frozen base policy's weights CHANGED during training (fingerprint "
+                   f"{self.base_fingerprint[:12]} "
                    f"at load, {now[:12]} now): the residual was trained on a moving base. This is a bug; "
                    "please report it with the run's config.")
             log.error(msg)

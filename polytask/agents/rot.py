@@ -14,7 +14,8 @@ the demonstrations, starts from a BC policy and keeps close to the demos with a 
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,8 +96,9 @@ class ROTAgent(DrQV2Agent):
     @classmethod
     def inputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
         """``demo_episodes`` with ``irl``, ``demos`` with ``bc_regularize``, ``bc_state`` with ``load_bc``."""
-        return tuple(name for name, on in (("demo_episodes", options.get("irl")), ("demos", options.get("bc_regularize")),
-                                          ("bc_state", options.get("load_bc"))) if on)
+        wanted = (("demo_episodes", options.get("irl")), ("demos", options.get("bc_regularize")),
+                  ("bc_state", options.get("load_bc")))
+        return tuple(name for name, on in wanted if on)
 
     def _make_rewarder(self, episodes: list[Episode], ot: dict[str, Any], channels: int) -> OTRewarder:
         """The OT rewarder against ``episodes``; pixel demos (raw frames (T+1, C, H, W)) are stacked

@@ -86,7 +86,8 @@ class SkillAgent(Agent):
         if horizon < 1 or z_dim < 1:
             raise ValueError(f"agent.horizon and agent.z_dim must be >= 1, got {horizon} and {z_dim}")
         self.device = torch.device(device)
-        self.obs_dim, self.action_dim, self.z_dim, self.horizon = int(obs_shapes["state"][0]), action_dim, z_dim, horizon
+        self.obs_dim, self.action_dim = int(obs_shapes["state"][0]), action_dim
+        self.z_dim, self.horizon = z_dim, horizon
         self.eval_mean_skill = eval_mean_skill
         self.model = SkillModel(self.obs_dim, action_dim, z_dim, hidden_dim, hidden_depth).to(self.device)
         self._z = np.zeros((0, z_dim), np.float32)  # (N, Z) each env's current skill
@@ -299,7 +300,8 @@ class SkillPosteriorAgent(SkillAgent):
         self.posterior.train(training)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "posterior": self.posterior.state_dict(), "opt": self.opt.state_dict()}
+        return {"model": self.model.state_dict(), "posterior": self.posterior.state_dict(),
+                "opt": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -45,9 +45,8 @@ def main() -> None:
     out = _protocol_stdout()
 
     import gymnasium as gym
-    import numpy as np
-
     import mani_skill.envs  # noqa: F401  (registers the envs)
+    import numpy as np
     from mani_skill.examples.motionplanning.panda.run import MP_SOLUTIONS
 
     if args.env_id not in MP_SOLUTIONS:

@@ -66,8 +66,10 @@ class WaypointController:
         if not isinstance(maze, MazeEnv):
             raise ConfigError(f"The maze expert needs a maze env, got {type(maze).__name__}")
         if noise_std < 0 or waypoint_tolerance <= 0:
-            raise ConfigError(f"noise_std must be >= 0 and waypoint_tolerance > 0, got {noise_std}, {waypoint_tolerance}")
-        self.env, self.p_gain, self.d_gain, self.tol, self.noise_std = maze, p_gain, d_gain, waypoint_tolerance, noise_std
+            raise ConfigError(f"noise_std must be >= 0 and waypoint_tolerance > 0, got {noise_std}, "
+                              f"{waypoint_tolerance}")
+        self.env, self.p_gain, self.d_gain = maze, p_gain, d_gain
+        self.tol, self.noise_std = waypoint_tolerance, noise_std
         self.rng = np.random.default_rng(seed)
         self._fields: dict[Cell, np.ndarray] = {}
         self._goal: np.ndarray | None = None
@@ -138,7 +140,8 @@ def play_episodes(env_factory: Callable[[str], Any] | None, num_episodes: int, s
         ConfigError: for ``num_episodes`` or ``episodes_per_layout`` below 1.
     """
     if num_episodes < 1 or episodes_per_layout < 1:
-        raise ConfigError(f"num_episodes and episodes_per_layout must be >= 1, got {num_episodes}, {episodes_per_layout}")
+        raise ConfigError(f"num_episodes and episodes_per_layout must be >= 1, got {num_episodes}, "
+                          f"{episodes_per_layout}")
     done = k = 0
     while done < num_episodes:
         rng = np.random.default_rng(seed * 100003 + k)

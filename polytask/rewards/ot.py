@@ -10,7 +10,8 @@ first episode so that their sum has magnitude ``target_return`` (10 in ROT).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,8 +7,9 @@ Suites are chosen by the Hydra config ``suite.env._target_``; nothing here branc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from difflib import get_close_matches
-from typing import Any, Iterable
+from typing import Any
 
 from polytask.errors import PolyTaskError
 
@@ -38,8 +39,9 @@ def make_env(suite_cfg: Any, task: str, obs_type: str, **overrides: Any):
         obs_type: ``"features"`` or ``"pixels"``.
         overrides: options replacing those of the config (e.g. ``frame_stack=1`` to record demos).
     """
-    from polytask.utils import instantiate
     from omegaconf import OmegaConf
+
+    from polytask.utils import instantiate
 
     options = {**OmegaConf.to_container(suite_cfg.env, resolve=True), **overrides}
     return instantiate(options, task=task, obs_type=obs_type)

@@ -392,7 +392,8 @@ class MazeEnv(MujocoDictEnv):
 def make_wrapped(task: str, obs_type: str = "features", action_repeat: int = 1, frame_stack: int = 3,
                  img_size: int = 32, render_size: int = 256, episode_len: int | None = None,
                  success_radius: float | None = None, start_noise: float | None = None, reward_type: str = "sparse",
-                 reward_scale: float = 1.0, terminate_on_success: bool = False, camera_distance: float = 6.0) -> gym.Env:
+                 reward_scale: float = 1.0, terminate_on_success: bool = False,
+                 camera_distance: float = 6.0) -> gym.Env:
     """:class:`MazeEnv` with (pixels only) frame stacking; gym entry point."""
     env = MazeEnv(task, obs_type, img_size, render_size, action_repeat, episode_len, success_radius, start_noise,
                   reward_type, reward_scale, terminate_on_success, camera_distance)

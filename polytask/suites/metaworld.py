@@ -147,7 +147,8 @@ def make_wrapped(task: str, obs_type: str = "features", action_repeat: int = 2, 
                  img_size: int = 84, camera: str = "corner", episode_len: int = 500,
                  render_size: int = 256) -> gym.Env:
     """:class:`MetaWorldEnv` with (pixels only) frame stacking; gym entry point."""
-    return stack_pixels(MetaWorldEnv(task, obs_type, img_size, camera, episode_len, render_size, action_repeat), obs_type, frame_stack)
+    env = MetaWorldEnv(task, obs_type, img_size, camera, episode_len, render_size, action_repeat)
+    return stack_pixels(env, obs_type, frame_stack)
 
 
 gym.register(ENV_ID, entry_point="polytask.suites.metaworld:make_wrapped", disable_env_checker=True)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from polytask.errors import PolyTaskError
 from polytask.utils import atomic_torch_save
 
+
 class CheckpointError(PolyTaskError, RuntimeError):
     """A checkpoint that cannot be read; the message says which file and what to do."""
 

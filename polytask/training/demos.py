@@ -5,15 +5,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.collect import DEMO_SEED_BASE, collect_episodes, is_success, relabel_rollout
-from polytask.data.demos import DatasetError, Episode, check_compatible, dataset_id, dataset_path, \
-    load_episodes, write_dataset
+from polytask.data.demos import (
+    DatasetError,
+    Episode,
+    check_compatible,
+    dataset_id,
+    dataset_path,
+    load_episodes,
+    write_dataset,
+)
 from polytask.suites import make_env
 from polytask.utils import instantiate
 
@@ -181,7 +189,8 @@ def collect_play(cfg: DictConfig) -> Path:
         raise DatasetError(f"Suite {cfg.suite.name} has no task-agnostic play data (no `play` node in its config)")
     num = cfg.play.num_episodes if cfg.play.num_episodes is not None else cfg.suite.play.num_episodes
     start = time.perf_counter()
-    episodes = list(instantiate(cfg.suite.play, env_factory=env_factory(cfg), num_episodes=int(num), seed=int(cfg.seed)))
+    episodes = list(instantiate(cfg.suite.play, env_factory=env_factory(cfg), num_episodes=int(num),
+                                seed=int(cfg.seed)))
     seconds = time.perf_counter() - start
     options = OmegaConf.to_container(cfg.suite.play, resolve=True)
     path = write_play_dataset(cfg.data_dir, cfg.suite.name, cfg.obs_type, episodes,

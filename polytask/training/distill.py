@@ -20,7 +20,7 @@ class DistillTrainer(OfflineTrainer):
     """:class:`OfflineTrainer` over the relabelled data of all tasks (``task_id`` = task index)."""
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "DistillTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> DistillTrainer:
         """Relabelled data per task (made where missing), goals of ``cfg.goal_modality``, the
         student and an evaluator over all tasks.
 

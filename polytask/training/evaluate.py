@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from polytask.training.run import env_factory, make_evaluator, tasks_of
 from polytask.training.evaluator import results_table
+from polytask.training.run import env_factory, make_evaluator, tasks_of
 from polytask.training.weights import load_policy, read_weights
 from polytask.utils import resolve_device, set_seed
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 from hydra.utils import get_class
@@ -47,7 +48,8 @@ def bc_state(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
         raise ConfigError(f"{path} holds {saved['agent_name']} weights, not BC ones")
     bc = saved["config"]
     ours = (cfg.suite.name, tasks_of(cfg), cfg.obs_type)
-    theirs = (bc.get("suite", {}).get("name"), [str(t) for t in bc.get("suite", {}).get("task", [])], bc.get("obs_type"))
+    bc_suite = bc.get("suite", {})
+    theirs = (bc_suite.get("name"), [str(t) for t in bc_suite.get("task", [])], bc.get("obs_type"))
     if theirs != ours:
         shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         raise ConfigError(

@@ -23,7 +23,7 @@ class OfflineTrainer(Trainer):
         self.buffer = buffer
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OfflineTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> OfflineTrainer:
         """Demos of every task (collected where missing), the agent and the evaluator."""
         buffer, _ = load_demo_buffer(cfg)
         env = env_factory(cfg)(tasks_of(cfg)[0])
@@ -49,7 +49,7 @@ class WindowTrainer(OfflineTrainer):
     actions (``agent.fit_dataset``); a resumed run then restores the saved ones."""
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "WindowTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> WindowTrainer:
         """As :meth:`OfflineTrainer.from_config`, then ``agent.fit_dataset``.
 
         Raises:

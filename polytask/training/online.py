@@ -90,7 +90,7 @@ class OnlineTrainer(Trainer):
         self._ep: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, run_dir: Path) -> "OnlineTrainer":
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> OnlineTrainer:
         """The training env of the run's single task (:func:`make_train_env`), the agent with the
         inputs it asks for (:func:`make_agent`), a replay buffer (with the agent's
         ``extra_obs_shapes``) and the evaluator.
@@ -189,7 +189,8 @@ class OnlineTrainer(Trainer):
             self._obs = obs
         if self._reset_every and self.step > 0 and self.step % self._reset_every == 0:
             self.agent.reset_networks()
-            log.info(f"[reset] step={self.step}: actor and critic re-initialised (reset_every_steps={self._reset_every})")
+            log.info(f"[reset] step={self.step}: actor and critic re-initialised "
+                     f"(reset_every_steps={self._reset_every})")
         if (self.step >= self._update_after and self.step % self._update_every == 0
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()

@@ -4,8 +4,8 @@ reward and termination wrappers), the evaluator, and its demonstrations."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import gymnasium as gym
 from omegaconf import DictConfig

@@ -52,7 +52,8 @@ def play_path(cfg: DictConfig) -> Path:
 
 def play_command(cfg: DictConfig) -> str:
     """The ``collect_play.py`` command that makes the run's play data."""
-    return f"python collect_play.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} data_dir={cfg.data_dir}"
+    return (f"python collect_play.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
+            f"data_dir={cfg.data_dir}")
 
 
 def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:

@@ -45,7 +45,8 @@ def weights_path(cfg: Any, agent: str | None = None) -> Path:
     if agent is None:  # the run's own weights, not a named agent's
         base = base_tag(cfg.get("base_policy"))
         settings = str(cfg.get("weights_tag") or "")
-    name = f"{tasks_tag(cfg.suite.task)}-{cfg.obs_type}{demos}-seed{cfg.seed}{base}{'-' if settings else ''}{settings}.pt"
+    settings = f"-{settings}" if settings else ""
+    name = f"{tasks_tag(cfg.suite.task)}-{cfg.obs_type}{demos}-seed{cfg.seed}{base}{settings}.pt"
     return Path(cfg.data_dir) / "weights" / (agent or cfg.agent.name) / cfg.suite.name / name
 
 
@@ -146,7 +147,7 @@ def load_policy(path: str | Path, env: gym.Env, device: torch.device | str = "cp
         agent = instantiate(options, _partial_=True)(obs_shapes=obs_shapes, action_dim=int(env.action_space.shape[0]),
                                                      obs_type=run_cfg["obs_type"], device=torch.device(device), **extra)
         agent.load_state_dict(saved["agent"])
-    except (RuntimeError, KeyError, ValueError) as e:  # polytask.utils.instantiate lets the constructor's errors through
+    except (RuntimeError, KeyError, ValueError) as e:  # the constructor's own errors (polytask.utils.instantiate)
         raise ConfigError(f"The {name} policy in {path} (obs_type={run_cfg['obs_type']}) does not fit this env "
                           f"(observations {obs_shapes}, {env.action_space.shape[0]} actions): {e}") from e
     tasks = [str(t) for t in run_cfg["suite"]["task"]]
