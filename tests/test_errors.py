@@ -76,3 +76,25 @@ def test_bc_weights_of_another_suite_name_both_suites_and_shapes(tmp_path):
     msg = str(e.value)
     assert "metaworld ['hammer']" in msg and "dmc ['cheetah_run_m1']" in msg and "6-d actions" in msg
     assert "python train.py agent=bc suite=dmc" in msg
+
+
+@pytest.mark.parametrize("override, says", [
+    ("agent.lr=abc", "agent.lr='abc' (str): agent=bc takes a number there"),
+    ("agent.hidden_dim=1.5", "agent.hidden_dim=1.5 (float): agent=bc takes int there"),
+    ("+agent.no_such_option=1", "agent=bc (BCAgent) has no option no_such_option; it takes: lr,"),
+])
+def test_agent_options_are_checked_at_start_up(tmp_path, override, says):
+    """Wrong types and unknown options fail before any demo is collected, with the option's name."""
+    p = run_script("train.py", override, f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", DEVICE)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "Traceback" not in out and says in out, out[-2000:]
+    assert not (tmp_path / "datasets").exists()  # nothing collected
+
+
+def test_options_that_need_each_other_fail_before_any_data_is_loaded(tmp_path):
+    p = run_script("train.py", "agent=drqv2", "bc_regularize=true", f"data_dir={tmp_path}",
+                   f"hydra.run.dir={tmp_path / 'run'}", DEVICE)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "Traceback" not in out
+    assert "bc_regularize=true with the soft Q-filter needs the BC policy: add load_bc=true" in out
+    assert not (tmp_path / "datasets").exists()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,11 +142,17 @@ def check_agent_options(agent_cfg: DictConfig) -> None:
     """
     cls = get_class(agent_cfg._target_)
     params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
     for klass in cls.__mro__:  # follow **options down the constructors that pass them on
         if "__init__" not in vars(klass):
             continue
         found = inspect.signature(klass.__init__).parameters
-        params.update({k: p for k, p in found.items() if p.kind is not inspect.Parameter.VAR_KEYWORD})
+        params.update({k: p for k, p in found.items()
+                       if p.kind is not inspect.Parameter.VAR_KEYWORD and k not in params})
+        try:
+            hints = {**typing.get_type_hints(klass.__init__), **hints}
+        except (NameError, TypeError):  # an annotation that cannot be evaluated here: no type check for it
+            pass
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found.values()):
             break
     else:
@@ -155,10 +163,35 @@ def check_agent_options(agent_cfg: DictConfig) -> None:
         raise ConfigError(f"agent={agent_cfg.name} ({cls.__name__}) has no option {', '.join(unknown)}; it takes: "
                           f"{takes}. Drop the override, or pick the agent it was meant for (a recipe sets its own "
                           f"agent: leave out agent=... when using recipe=...).")
+    options = agent_options(agent_cfg)
+    for key, value in options.items():
+        expected = _plain_types(hints.get(key))
+        if expected and not isinstance(value, expected):
+            names = " or ".join("a number" if t is float else t.__name__ for t in expected if t is not int or
+                                float not in expected)
+            raise ConfigError(f"agent.{key}={value!r} ({type(value).__name__}): agent={agent_cfg.name} takes {names} "
+                              f"there ({cls.__name__}); fix the override or the config")
     try:
-        cls.check_options(agent_options(agent_cfg))
+        cls.check_options(options)
     except ValueError as e:
         raise ConfigError(f"agent={agent_cfg.name}: {e}") from e
+
+
+def _plain_types(hint: Any) -> tuple[type, ...]:
+    """The plain types a config value may have for an annotation: ``float`` also takes ints, unions
+    their members; ``()`` (no check) for anything else (containers, tensors, Any, None)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    allowed: list[type] = []
+    for arg in args:
+        if arg is type(None):
+            allowed.append(type(None))
+        elif arg in (bool, int, str):
+            allowed.append(arg)
+        elif arg is float:
+            allowed += [float, int]
+        else:
+            return ()
+    return tuple(allowed)
 
 
 def make_agent(cfg: DictConfig, env: gym.Env, **extra: Any):
