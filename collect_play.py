@@ -16,7 +16,7 @@ from polytask.cli import run_entry
 
 @hydra.main(config_path="cfgs", config_name="config_play", version_base="1.3")
 def main(cfg):
-    from polytask.training.demos import collect_play
+    from polytask.training.run import collect_play
 
     run_entry(collect_play, cfg)
 

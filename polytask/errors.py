@@ -11,6 +11,11 @@ class ConfigError(PolyTaskError, ValueError):
     ``polytask.training.build``)."""
 
 
+class CheckpointError(PolyTaskError, RuntimeError):
+    """A checkpoint or weights file that cannot be read; the message says which file and what to do
+    (also importable from ``polytask.training.checkpoint``)."""
+
+
 def require_features(agent: str, obs_type: str, hint: str = "") -> None:
     """Check that an agent that acts on state vectors runs with ``obs_type=features``.
 

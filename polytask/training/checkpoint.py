@@ -22,12 +22,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from polytask.errors import PolyTaskError
+from polytask.errors import CheckpointError
 from polytask.utils import atomic_torch_save
-
-
-class CheckpointError(PolyTaskError, RuntimeError):
-    """A checkpoint that cannot be read; the message says which file and what to do."""
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

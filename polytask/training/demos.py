@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from polytask.data.collect import DEMO_SEED_BASE, collect_episodes, is_success, relabel_rollout
 from polytask.data.demos import (
@@ -173,30 +173,3 @@ def load_or_relabel(cfg: DictConfig, task: str, env) -> list[Episode]:
            f"relabel.episodes_per_task={num}")
     return _load_or_make(relabel_path(cfg, task), num, env, cmd, lambda: relabel_task(cfg, task),
                          f"Relabelled data of {task}", frame_stack_of(cfg))
-
-
-def collect_play(cfg: DictConfig) -> Path:
-    """Instantiate ``cfg.suite.play`` with ``cfg.play.num_episodes`` (null: the suite's default) and
-    ``cfg.seed``, and write its episodes with :func:`write_play_dataset`.
-
-    Raises:
-        DatasetError: if the suite has no ``play`` node.
-    """
-    from polytask.data.play import write_play_dataset
-    from polytask.training.run import env_factory
-
-    if cfg.suite.get("play") is None:
-        raise DatasetError(f"Suite {cfg.suite.name} has no task-agnostic play data (no `play` node in its config)")
-    num = cfg.play.num_episodes if cfg.play.num_episodes is not None else cfg.suite.play.num_episodes
-    start = time.perf_counter()
-    episodes = list(instantiate(cfg.suite.play, env_factory=env_factory(cfg), num_episodes=int(num),
-                                seed=int(cfg.seed)))
-    seconds = time.perf_counter() - start
-    options = OmegaConf.to_container(cfg.suite.play, resolve=True)
-    path = write_play_dataset(cfg.data_dir, cfg.suite.name, cfg.obs_type, episodes,
-                              {"seed": int(cfg.seed), "play": {**options, "num_episodes": int(num)},
-                               "generation_seconds": round(seconds, 2)})
-    steps = sum(len(e) for e in episodes)
-    log.info(f"Made {len(episodes)} play episodes ({steps} steps) in {seconds:.1f}s "
-             f"({steps / max(seconds, 1e-9):.0f} steps/s) -> {path}")
-    return path

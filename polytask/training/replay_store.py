@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from polytask.data.replay import ReplayBuffer
-from polytask.training.checkpoint import CheckpointError
+from polytask.errors import CheckpointError
 from polytask.utils import atomic_write
 
 

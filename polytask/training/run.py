@@ -1,20 +1,24 @@
 """What a run is made of, read from its config: its tasks, their envs (the training env with the run's
-reward and termination wrappers), the evaluator, and its demonstrations."""
+reward and termination wrappers), the evaluator, its demonstrations, and a suite's task-agnostic play
+data (``collect_play.py``)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import gymnasium as gym
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
-from polytask.data.demos import Episode
+from polytask.data.demos import DatasetError, Episode
 from polytask.suites import make_env
 from polytask.training.demos import frame_stack_of, load_or_collect_demos
 from polytask.training.evaluator import Evaluator
+from polytask.utils import instantiate
 
 log = logging.getLogger("polytask")
 
@@ -70,3 +74,29 @@ def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episod
     log.info(f"{len(buffer)} demo transitions from {sum(map(len, demos.values()))} episodes over "
              f"{len(demos)} task(s)")
     return buffer, demos
+
+
+def collect_play(cfg: DictConfig) -> Path:
+    """Instantiate ``cfg.suite.play`` with ``cfg.play.num_episodes`` (null: the suite's default) and
+    ``cfg.seed``, and write its episodes with :func:`write_play_dataset`.
+
+    Raises:
+        DatasetError: if the suite has no ``play`` node.
+    """
+    from polytask.data.play import write_play_dataset
+
+    if cfg.suite.get("play") is None:
+        raise DatasetError(f"Suite {cfg.suite.name} has no task-agnostic play data (no `play` node in its config)")
+    num = cfg.play.num_episodes if cfg.play.num_episodes is not None else cfg.suite.play.num_episodes
+    start = time.perf_counter()
+    episodes = list(instantiate(cfg.suite.play, env_factory=env_factory(cfg), num_episodes=int(num),
+                                seed=int(cfg.seed)))
+    seconds = time.perf_counter() - start
+    options = OmegaConf.to_container(cfg.suite.play, resolve=True)
+    path = write_play_dataset(cfg.data_dir, cfg.suite.name, cfg.obs_type, episodes,
+                              {"seed": int(cfg.seed), "play": {**options, "num_episodes": int(num)},
+                               "generation_seconds": round(seconds, 2)})
+    steps = sum(len(e) for e in episodes)
+    log.info(f"Made {len(episodes)} play episodes ({steps} steps) in {seconds:.1f}s "
+             f"({steps / max(seconds, 1e-9):.0f} steps/s) -> {path}")
+    return path

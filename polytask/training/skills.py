@@ -35,11 +35,11 @@ from polytask.data.demos import (
 from polytask.data.play import play_dataset_id
 from polytask.errors import ConfigError, require_features
 from polytask.training.checkpoint import save_checkpoint
-from polytask.training.demos import collect_play, frame_stack_of
+from polytask.training.demos import frame_stack_of
 from polytask.training.inputs import make_agent
 from polytask.training.logger import Logger
 from polytask.training.offline import OfflineTrainer, WindowTrainer
-from polytask.training.run import env_factory, load_demo_buffer, make_evaluator, tasks_of
+from polytask.training.run import collect_play, env_factory, load_demo_buffer, make_evaluator, tasks_of
 from polytask.training.weights import find_weights, read_weights
 
 log = logging.getLogger("polytask")
