@@ -57,3 +57,11 @@ class FrameStack(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._frames.append(obs["pixels"])
         return self._obs(obs), reward, terminated, truncated, info
+
+
+class KeepOpen(gym.Wrapper):
+    """``env`` lent to someone who closes what it is given (the evaluator): :meth:`close` leaves it
+    open, for its owner (a trainer that evaluates on its training env) to close."""
+
+    def close(self):
+        """Leave the lent env open."""

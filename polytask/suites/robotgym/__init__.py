@@ -52,9 +52,9 @@ def describe(task: str) -> str:
     return _DESCRIPTIONS.get(task, task.replace("_", " "))
 
 
-def make_robot(task: str, backend: str, sim: Mapping[str, Any] | None = None,
+def make_robot(spec: TaskSpec, backend: str, sim: Mapping[str, Any] | None = None,
                xarm: Mapping[str, Any] | None = None) -> Robot:
-    """The robot of ``backend``: a :class:`~polytask.suites.robotgym.sim.SimRobot` for ``task``
+    """The robot of ``backend`` for task ``spec``: a :class:`~polytask.suites.robotgym.sim.SimRobot`
     (options ``sim``) or a :class:`~polytask.suites.robotgym.xarm.XArmRobot` (options ``xarm``).
 
     Raises:
@@ -64,11 +64,11 @@ def make_robot(task: str, backend: str, sim: Mapping[str, Any] | None = None,
     if backend == "sim":
         from polytask.suites.robotgym.sim import SimRobot
 
-        return SimRobot(task, **dict(sim or {}))
+        return SimRobot(spec.name, **dict(sim or {}))
     if backend == "xarm":
         from polytask.suites.robotgym.xarm import XArmRobot
 
-        return XArmRobot(**dict(xarm or {}))
+        return XArmRobot(spec, **dict(xarm or {}))
     raise ConfigError(f"suite.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
@@ -94,7 +94,7 @@ def make_wrapped(task: str, obs_type: str = "features", tasks: Mapping[str, Any]
         raise ConfigError(f"No settings for robot task {task!r} (have: {', '.join(tasks or {}) or 'none'}); pick it "
                           f"with suite/robotgym_task={task}, which loads cfgs/suite/robotgym_task/{task}.yaml")
     spec = TaskSpec.from_config(task, tasks[task])
-    robot = make_robot(task, backend, sim, xarm)
+    robot = make_robot(spec, backend, sim, xarm)
     if control_hz is None:
         control_hz = 2.0 if backend == "xarm" else None
     env = RobotGymEnv(spec, robot, obs_type, img_size, render_size, control_hz)
