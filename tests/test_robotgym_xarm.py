@@ -14,99 +14,21 @@ from polytask.suites.robotgym import (
     MAX_STEP_MM,
     RateLimiter,
     RobotError,
-    RobotGymEnv,
     TaskSpec,
 )
 from polytask.suites.robotgym.xarm import XArmRobot, square_resize
 from tests.conftest import compose_cfg
-
-SETTINGS = {"episode_len": 5, "home": [400, 0, 300, 180, 0, 0], "workspace": {"low": [300, -100, 100],
-                                                                            "high": [500, 100, 400]},
-            "reset": {"waypoints": [[400, 0, 350]]}}
-LIMIT_CALLS = ("set_reduced_tcp_boundary", "set_reduced_max_tcp_speed", "set_fence_mode", "set_reduced_mode")
-
-
-class FakeXArmAPI:
-    """Records every SDK call as ``(name, args, kwargs)``; moves instantly to each target; ``fail``
-    maps a method name to the code it returns; :meth:`fire` plays the controller's error callback."""
-
-    def __init__(self, address, fail=None, interrupt=None):
-        self.address, self.fail, self.interrupt = address, dict(fail or {}), interrupt
-        self.calls: list[tuple[str, tuple, dict]] = []
-        self.position = [400.0, 0.0, 300.0, 180.0, 0.0, 0.0]
-        self.error_code = self.warn_code = 0
-        self.callback = None
-
-    def __getattr__(self, name):  # every other SDK method: record it, return its code
-        def method(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            if name == self.interrupt:
-                raise KeyboardInterrupt
-            return self.fail.get(name, 0)
-        return method
-
-    def register_error_warn_changed_callback(self, callback):
-        self.calls.append(("register_error_warn_changed_callback", (), {}))
-        self.callback = callback
-
-    def set_fence_mode(self, on):
-        self.calls.append(("set_fence_mode", (on,), {}))
-        return [0]  # this one answers with a list
-
-    def set_position(self, **kwargs):
-        self.calls.append(("set_position", (), kwargs))
-        if self.interrupt == "set_position":
-            raise KeyboardInterrupt
-        code = self.fail.get("set_position", 0)
-        if code == 0:
-            self.position[:3] = [kwargs["x"], kwargs["y"], kwargs["z"]]
-        return code
-
-    def get_position(self, is_radian=None):
-        return 0, list(self.position)
-
-    def fire(self, error=0, warn=0):
-        self.error_code, self.warn_code = error, warn
-        self.callback({"error_code": error, "warn_code": warn})
-
-    def names(self) -> list[str]:
-        return [c[0] for c in self.calls]
-
-
-class FakeCamera:
-    def __init__(self, **options):
-        self.lost, self.closed = False, False
-
-    def read(self):
-        if self.lost:
-            raise RobotError("Lost the camera: no frame within 1000 ms; the arm was stopped")
-        return np.full((480, 640, 3), 128, np.uint8)
-
-    def close(self):
-        self.closed = True
-
-
-def make_env(obs_type="features", control_hz=None, answers=("", "y"), **options):
-    """A RobotGymEnv on an XArmRobot whose SDK and camera are doubles; returns (env, arm, prompts)."""
-    spec = TaskSpec.from_config("reach", SETTINGS)
-    arms, prompts, answers = [], [], list(answers)
-    fail, interrupt = options.pop("fail", None), options.pop("interrupt", None)
-
-    def arm_factory(address):
-        arms.append(FakeXArmAPI(address, fail, interrupt))
-        return arms[-1]
-
-    def prompt(text):
-        prompts.append(text)
-        return answers.pop(0) if answers else ""
-
-    robot = XArmRobot(spec, address="192.168.1.185", arm_factory=arm_factory, camera_factory=FakeCamera,
-                      prompt=prompt, **options)
-    return RobotGymEnv(spec, robot, obs_type, control_hz=control_hz), arms[0], prompts
+from tests.robot_doubles import (
+    LIMIT_CALLS,
+    SETTINGS,
+    FakeCamera,
+    FakeXArmAPI,
+    make_xarm_env,
+)
 
 
 def test_fence_and_speed_are_set_before_the_first_move():
-    env, arm, _ = make_env(max_speed=80)
+    env, arm, _ = make_xarm_env(max_speed=80)
     env.reset(seed=0)
     env.step(np.zeros(3, np.float32))
     names = arm.names()
@@ -123,7 +45,7 @@ def test_fence_and_speed_are_set_before_the_first_move():
 
 
 def test_targets_outside_the_workspace_are_clipped():
-    env, arm, _ = make_env()
+    env, arm, _ = make_xarm_env()
     env.reset(seed=0)
     for _ in range(5):  # 5 × 25 mm from home (400, 0, 300) would reach (525, 125, 425): outside
         env.step(np.ones(3, np.float32))
@@ -135,7 +57,7 @@ def test_targets_outside_the_workspace_are_clipped():
 
 
 def test_a_controller_error_stops_the_arm_and_raises():
-    env, arm, _ = make_env()
+    env, arm, _ = make_xarm_env()
     env.reset(seed=0)
     env.step(np.zeros(3, np.float32))
     moves_before = arm.names().count("set_position")
@@ -147,7 +69,7 @@ def test_a_controller_error_stops_the_arm_and_raises():
 
 
 def test_a_warning_code_seen_at_the_check_also_stops():
-    env, arm, _ = make_env()
+    env, arm, _ = make_xarm_env()
     env.reset(seed=0)
     arm.warn_code = 11  # the callback was missed: the code itself is checked every step
     with pytest.raises(RobotError, match="warning code 11"):
@@ -156,14 +78,14 @@ def test_a_warning_code_seen_at_the_check_also_stops():
 
 
 def test_a_failed_command_stops_the_arm():
-    env, arm, _ = make_env(fail={"set_position": 9})
+    env, arm, _ = make_xarm_env(fail={"set_position": 9})
     with pytest.raises(RobotError, match="set_position failed with code 9"):
         env.reset(seed=0)
     assert arm.names()[-1] == "set_state" and arm.calls[-1][1] == (4,)
 
 
 def test_a_lost_camera_frame_stops_the_arm():
-    env, arm, _ = make_env(obs_type="pixels")
+    env, arm, _ = make_xarm_env(obs_type="pixels")
     obs, _ = env.reset(seed=0)
     assert obs["pixels"].shape == (3, 84, 84)
     env.robot.camera.lost = True
@@ -173,14 +95,14 @@ def test_a_lost_camera_frame_stops_the_arm():
 
 
 def test_ctrl_c_stops_the_arm():
-    env, arm, _ = make_env(interrupt="set_position")
+    env, arm, _ = make_xarm_env(interrupt="set_position")
     with pytest.raises(RobotError, match="Ctrl-C"):
         env.reset(seed=0)
     assert arm.calls[-1][:2] == ("set_state", (4,))
 
 
 def test_dry_run_moves_nothing():
-    env, arm, _ = make_env(dry_run=True)
+    env, arm, _ = make_xarm_env(dry_run=True)
     env.reset(seed=0)
     for _ in range(3):
         env.step(np.ones(3, np.float32))
@@ -190,7 +112,7 @@ def test_dry_run_moves_nothing():
 
 
 def test_resets_wait_for_a_person_and_the_last_step_asks_for_success():
-    env, arm, prompts = make_env(answers=["", "y"])
+    env, arm, prompts = make_xarm_env(answers=["", "y"])
     env.reset(seed=0)
     assert len(prompts) == 1 and "Reset the scene" in prompts[0]
     waits = [c[2] for c in arm.calls if c[0] == "set_position"]
@@ -234,7 +156,7 @@ def test_rate_limiter_keeps_absolute_deadlines_with_a_fake_clock():
 
 
 def test_control_loop_keeps_its_period_with_the_sdk_double():
-    env, _, _ = make_env(control_hz=20, answers=[""] * 3)
+    env, _, _ = make_xarm_env(control_hz=20, answers=[""] * 3)
     env.reset(seed=0)
     for _ in range(5):
         env.step(np.zeros(3, np.float32))
@@ -252,7 +174,7 @@ def test_camera_frames_are_centre_cropped_and_resized():
 
 
 def test_step_time_with_the_sdk_double_is_small():
-    env, _, _ = make_env(obs_type="pixels")
+    env, _, _ = make_xarm_env(obs_type="pixels")
     env.reset(seed=0)
     start = time.perf_counter()
     for _ in range(5):
