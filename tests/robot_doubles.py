@@ -75,19 +75,16 @@ class FakeCamera:
 
 
 def make_xarm_env(obs_type="features", control_hz=None, answers=("", "y"), episode_len=5, **options):
-    """A RobotGymEnv on an XArmRobot whose SDK and camera are doubles; returns (env, arm, prompts)."""
+    """A RobotGymEnv on an XArmRobot whose SDK and camera are doubles; returns (env, arm, prompts)
+    (the arm double is handed to the robot when it connects, at the first reset)."""
     spec = TaskSpec.from_config("reach", {**SETTINGS, "episode_len": episode_len})
-    arms, prompts, answers = [], [], list(answers)
-    fail, interrupt = options.pop("fail", None), options.pop("interrupt", None)
-
-    def arm_factory(address):
-        arms.append(FakeXArmAPI(address, fail, interrupt))
-        return arms[-1]
+    prompts, answers = [], list(answers)
+    arm = FakeXArmAPI("192.168.1.185", options.pop("fail", None), options.pop("interrupt", None))
 
     def prompt(text):
         prompts.append(text)
         return answers.pop(0) if answers else ""
 
-    robot = XArmRobot(spec, address="192.168.1.185", arm_factory=arm_factory, camera_factory=FakeCamera,
+    robot = XArmRobot(spec, address=arm.address, arm_factory=lambda address: arm, camera_factory=FakeCamera,
                       prompt=prompt, **options)
-    return RobotGymEnv(spec, robot, obs_type, control_hz=control_hz), arms[0], prompts
+    return RobotGymEnv(spec, robot, obs_type, control_hz=control_hz), arm, prompts

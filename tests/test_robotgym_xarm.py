@@ -14,6 +14,7 @@ from polytask.suites.robotgym import (
     MAX_STEP_MM,
     RateLimiter,
     RobotError,
+    RobotGymEnv,
     TaskSpec,
 )
 from polytask.suites.robotgym.xarm import XArmRobot, square_resize
@@ -180,3 +181,14 @@ def test_step_time_with_the_sdk_double_is_small():
     for _ in range(5):
         env.step(np.zeros(3, np.float32))
     assert (time.perf_counter() - start) / 5 < 0.05  # the loop itself adds little to the 0.5 s period
+
+
+def test_an_env_built_only_for_its_spaces_never_connects():
+    spec = TaskSpec.from_config("reach", SETTINGS)
+    opened = []
+    robot = XArmRobot(spec, address="10.0.0.7", arm_factory=lambda a: opened.append(a) or FakeXArmAPI(a),
+                      camera_factory=FakeCamera)
+    env = RobotGymEnv(spec, robot, "pixels")
+    assert env.observation_space["pixels"].shape == (3, 84, 84) and env.action_space.shape == (3,)
+    env.close()
+    assert opened == [], "reading the spaces (a dataset shape check) must not touch the robot"

@@ -120,9 +120,12 @@ class XArmRobot(Robot):
         camera_factory: ``**camera -> object with read() and close()``.
         prompt: ``input``-like function for the person (tests pass a fake).
 
+    The arm and camera are connected at the first :meth:`reset` (not here), so an env that is only
+    built to read its spaces does not touch the robot.
+
     Raises:
         ConfigError: without an address, with a non-positive speed, or a gripper task without a gripper.
-        RobotError: if a connect-time command fails (the arm is stopped).
+        RobotError: (at the first reset) if a connect-time command fails (the arm is stopped).
         ImportError: naming the ``robot`` extra when the SDK or pyrealsense2 is missing.
     """
 
@@ -138,14 +141,17 @@ class XArmRobot(Robot):
             raise ConfigError(f"Task {spec.name} uses the gripper: attach it and set suite.env.xarm.gripper=true")
         self.spec, self.max_speed, self.dry_run, self.gripper = spec, float(max_speed), bool(dry_run), bool(gripper)
         self.confirm_resets, self.ask_success, self.prompt = bool(confirm_resets), bool(ask_success), prompt
+        self.address, self._arm_factory = str(address), arm_factory
+        self._camera_factory, self._camera_options = camera_factory, dict(camera or {})
         self._fault: str | None = None
-        self.arm = arm_factory(str(address))
-        try:
-            self._connect()
-            self.camera = camera_factory(**dict(camera or {}))
-        except BaseException:
-            self.close()
-            raise
+        self.arm: Any = None
+        self.camera: Any = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the arm is connected (at the first reset: an env only built to read its spaces,
+        e.g. to check a dataset's shapes, never connects)."""
+        return self.arm is not None
 
     # -- connection and safety ------------------------------------------------------------------
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -159,7 +165,17 @@ class XArmRobot(Robot):
         return result
 
     def _connect(self) -> None:
-        """Clear old errors, set the fence and the reduced speed, enable motion (not in dry runs)."""
+        """Connect; clear old errors, set the fence and the reduced speed, enable motion (not in dry
+        runs); start the camera. On failure the arm is stopped and disconnected."""
+        self.arm = self._arm_factory(self.address)
+        try:
+            self._setup()
+            self.camera = self._camera_factory(**self._camera_options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
         self.arm.register_error_warn_changed_callback(self._on_error_warn)
         self._call("clean_warn")
         self._call("clean_error")
@@ -185,6 +201,8 @@ class XArmRobot(Robot):
             self.stop()
 
     def check(self) -> None:
+        if not self.connected:
+            return
         error, warn = int(getattr(self.arm, "error_code", 0) or 0), int(getattr(self.arm, "warn_code", 0) or 0)
         if (error or warn) and self._fault is None:
             self._on_error_warn({"error_code": error, "warn_code": warn})
@@ -192,18 +210,22 @@ class XArmRobot(Robot):
             raise RobotError(self._fault)
 
     def stop(self) -> None:
+        if not self.connected:
+            return
         try:
             self.arm.set_state(STOP_STATE)
         except Exception as e:  # noqa: BLE001 -- stopping must never hide the error that caused it
             log.error(f"xArm set_state({STOP_STATE}) failed while stopping: {e!r}")
 
     def close(self) -> None:
+        if not self.connected:
+            return
         self.stop()
-        camera = getattr(self, "camera", None)
-        if camera is not None:
-            camera.close()
+        if self.camera is not None:
+            self.camera.close()
         self.arm.release_error_warn_changed_callback(self._on_error_warn)
         self.arm.disconnect()
+        self.arm = self.camera = None
 
     # -- motion ---------------------------------------------------------------------------------
     def _move(self, xyz_mm: np.ndarray, rpy_deg: np.ndarray, wait: bool) -> None:
@@ -220,6 +242,8 @@ class XArmRobot(Robot):
         self._call("set_gripper_position", GRIPPER_OPEN if command == "open" else GRIPPER_CLOSED, wait=wait)
 
     def reset(self, spec: TaskSpec, rng: np.random.Generator) -> None:
+        if not self.connected:
+            self._connect()
         self.check()
         for waypoint in spec.reset_waypoints:
             self._move(waypoint, spec.home[3:], wait=True)
