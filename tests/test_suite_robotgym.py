@@ -157,3 +157,18 @@ def test_robot_distillation_runs_on_the_sim(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {"boxopen/success", "drawerclose/success"} <= set(results)
+
+
+def test_xarm_backend_without_address_or_demos_exits_with_what_to_do(tmp_path, monkeypatch):
+    """No robot here: the run stops before touching one, saying how to give the address, then (with
+    an address) that demos on the real arm come from teleoperation."""
+    common = ["agent=bc", "suite=robotgym", "suite.backend=xarm", f"data_dir={tmp_path}",
+              f"hydra.run.dir={tmp_path / 'run'}", DEVICE]
+    monkeypatch.delenv("XARM_IP", raising=False)
+    p = run_script("train_robot.py", *common)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "Traceback" not in out and "XARM_IP" in out, out[-2000:]
+    monkeypatch.setenv("XARM_IP", "192.0.2.1")  # a documentation address: never contacted
+    p = run_script("train_robot.py", *common)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "Traceback" not in out and "teleop=keyboard" in out, out[-2000:]
