@@ -172,3 +172,20 @@ def test_xarm_backend_without_address_or_demos_exits_with_what_to_do(tmp_path, m
     p = run_script("train_robot.py", *common)
     out = p.stdout + p.stderr
     assert p.returncode == 1 and "Traceback" not in out and "teleop=keyboard" in out, out[-2000:]
+
+
+def test_published_pixel_lines_run_on_the_sim(tmp_path):
+    """The README's robot lines as written (pixels, boxopen, one demo), shrunk: BC, then ROT from it
+    with OT rewards on the encoder's features, evaluated on its training env with a video."""
+    common = ["suite=robotgym", "obs_type=pixels", "suite/robotgym_task=boxopen", "num_demos_per_task=1",
+              "agent.hidden_dim=32", "agent.feature_dim=32", "batch_size=8", "eval.num_episodes=1", DEVICE,
+              f"data_dir={tmp_path}"]
+    p = run_script("train_robot.py", "agent=bc", *common, "num_train_steps=20", "eval_every_steps=20",
+                   "eval.video=off", f"hydra.run.dir={tmp_path / 'bc'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_script("train_robot.py", "agent=drqv2", *common, "load_bc=true", "bc_regularize=true",
+                   "num_train_steps=60", "update_after_steps=40", "eval_every_steps=60", "log_every_steps=20",
+                   f"hydra.run.dir={tmp_path / 'rot'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "rot" / "videos" / "boxopen_60.mp4").exists()
+    assert "episode_reward" in (tmp_path / "rot" / "train.csv").read_text()
