@@ -81,3 +81,11 @@ class SuccessTermination(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated or float(info.get("success", 0.0)) > 0, truncated, info
+
+
+class KeepOpen(gym.Wrapper):
+    """``env`` lent to someone who closes what it is given (the evaluator): :meth:`close` leaves it
+    open, for its owner (a trainer that evaluates on its training env) to close."""
+
+    def close(self):
+        """Leave the lent env open."""

@@ -111,7 +111,8 @@ class OnlineTrainer(Trainer):
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
                               seed=int(cfg.seed))
-        return cls(cfg, run_dir, agent, make_evaluator(cfg), env, replay)
+        evaluator = make_evaluator(cfg, env if cfg.eval.get("on_train_env", False) else None)
+        return cls(cfg, run_dir, agent, evaluator, env, replay)
 
     @staticmethod
     def _batch(obs: dict[str, np.ndarray], is_first: bool) -> dict[str, np.ndarray]:
@@ -198,6 +199,14 @@ class OnlineTrainer(Trainer):
                 metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
+        return metrics
+
+    def evaluate(self, logger, final: bool) -> dict[str, float]:
+        """As :meth:`Trainer.evaluate`; with ``eval.on_train_env`` the evaluator has reset the training
+        env, so training goes on with a fresh episode (the one in progress is dropped)."""
+        metrics = super().evaluate(logger, final)
+        if self.cfg.eval.get("on_train_env", False):
+            self._obs = None
         return metrics
 
     def export_weights(self) -> Path:

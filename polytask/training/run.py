@@ -52,9 +52,16 @@ def training_wrappers(cfg: DictConfig, env: gym.Env) -> gym.Env:
     return env
 
 
-def make_evaluator(cfg: DictConfig) -> Evaluator:
+def make_evaluator(cfg: DictConfig, train_env: gym.Env | None = None) -> Evaluator:
     """The :class:`Evaluator` over every task of the run, with ``cfg.eval``'s episode count,
-    parallel envs, and whether an episode ends at its first success."""
+    parallel envs, and whether an episode ends at its first success. With ``train_env`` (a
+    single-task run with ``eval.on_train_env``: one real robot) it evaluates on that env, one
+    episode at a time, and leaves it open."""
+    if train_env is not None:
+        from polytask.suites.wrappers import KeepOpen
+
+        return Evaluator(lambda task: KeepOpen(train_env), tasks_of(cfg), cfg.eval.num_episodes, 1,
+                         cfg.eval.stop_on_success)
     return Evaluator(env_factory(cfg), tasks_of(cfg), cfg.eval.num_episodes, cfg.eval.num_envs,
                      cfg.eval.stop_on_success)
 
