@@ -60,7 +60,8 @@ def bc_state(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
             f"{env.action_space.shape[0]}-d actions). Pass the BC weights of this run's suite and task, or train "
             f"them:\n  {bc_train_command(cfg)}")
     sizes = ("hidden_dim", "hidden_depth", "feature_dim", "state_trunk")
-    if any(bc.get("agent", {}).get(k) != cfg.agent.get(k) for k in sizes):
+    bc_agent = bc.get("agent", {})
+    if any(k in bc_agent and k in cfg.agent and bc_agent[k] != cfg.agent[k] for k in sizes):
         raise ConfigError(f"The BC weights at {path} do not fit this {cfg.agent.name} actor: BC has "
                           + ", ".join(f"agent.{k}={bc.get('agent', {}).get(k, '?')}" for k in sizes)
                           + "; this run has " + ", ".join(f"agent.{k}={cfg.agent.get(k)}" for k in sizes)
