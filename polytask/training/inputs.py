@@ -101,8 +101,8 @@ PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
 
 
 def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[str, Any]:
-    """``{name: value}`` for the inputs ``names`` an agent asks for (demos are loaded once for both
-    demo inputs).
+    """``{name: value}`` for the inputs ``names`` an agent asks for: weights files first, so a missing
+    one fails before any demo is collected; demos are loaded once for both demo inputs.
 
     Raises:
         ConfigError: for a name no provider makes (the message lists those that exist), or what the
@@ -112,14 +112,13 @@ def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[
     if unknown:
         raise ConfigError(f"agent={cfg.agent.name} asks for the inputs {unknown}, which no provider makes; "
                           f"known inputs: {', '.join(PROVIDERS)}")
-    values: dict[str, Any] = {}
-    if {"demos", "demo_episodes"} & set(names):
+    demo_inputs = {"demos", "demo_episodes"}
+    # the files first: a missing weights file fails before demos are collected
+    values = {name: PROVIDERS[name](cfg, env) for name in names if name not in demo_inputs}
+    if demo_inputs & set(names):
         buffer, per_task = load_demo_buffer(cfg)
         loaded = {"demos": buffer, "demo_episodes": per_task[0]}
         values.update({k: v for k, v in loaded.items() if k in names})
-    for name in names:
-        if name not in values:
-            values[name] = PROVIDERS[name](cfg, env)
     return values
 
 
