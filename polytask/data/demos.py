@@ -100,7 +100,8 @@ def write_dataset(data_dir: str | os.PathLike, ds_id: str, episodes: list[Episod
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=".staging-"))
     buffers = []
     for i, ep in enumerate(episodes):
-        infos = {"success": np.concatenate([[0.0], ep.success]).astype(np.float32)}
+        infos = {"success": np.concatenate([[0.0], ep.success]).astype(np.float32),
+                 **ep.extras.get("infos", {})}  # per-step labels, (T+1,) each (e.g. play data)
         buffers.append(EpisodeBuffer(
             id=i, seed=ep.seed, observations=dict(ep.obs), actions=ep.action,
             rewards=ep.reward, terminations=ep.terminated, truncations=ep.truncated, infos=infos))

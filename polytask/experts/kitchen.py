@@ -13,11 +13,12 @@ fingers get +1 (open) or -1 (close).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import mujoco
 import numpy as np
 
+from polytask.data.demos import Episode
 from polytask.experts.ik import dls_step, rot_y, rot_z
 
 #: Seconds per env step (frame skip 40 × 2 ms) and the action scale of the env's velocity control.
@@ -81,10 +82,12 @@ def _back_off(scene: Scene, dy: float = 0.1, dz: float = 0.0) -> list[Waypoint]:
 
 
 def _approach(target: np.ndarray, rot: np.ndarray, grip: float, depth: float = 0.12) -> list[Waypoint]:
-    """Move in front of ``target`` (``depth`` m toward the robot), turn to ``rot``, then go in."""
-    pre = target + np.array([0.0, -depth, 0.0])
+    """Move ``depth`` m in front of ``target`` along the hand's approach axis (``rot[:, 2]``), turn
+    to ``rot``, then go in."""
+    pre = target - depth * rot[:, 2]
     return [Waypoint(pre, rot, grip, tol=0.03, max_steps=40),
-            Waypoint(target, rot, grip, tol=0.012, max_steps=20)]
+            Waypoint(pre, rot, grip, tol=0.006, max_steps=10),
+            Waypoint(target, rot, grip, tol=0.01, max_steps=20)]
 
 
 def _knob(site: str) -> Callable[[Scene, np.ndarray], list[Waypoint]]:
@@ -120,28 +123,30 @@ def _slide(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
     return wps
 
 
-def _arc(scene: Scene, site: str, joint: str, goal: float, turn: float, jitter: np.ndarray) -> list[Waypoint]:
-    """Grasp a door handle and carry it along its hinge's arc to angle ``goal`` (rad); the hand
-    turns by ``turn`` × the door's rotation (the handle is round, so it may turn in the grasp)."""
-    handle = scene.site(site) + jitter
+def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np.ndarray) -> list[Waypoint]:
+    """Grasp a door handle head-on (the hand square to the door body ``door``) and carry it along its
+    hinge's arc to angle ``goal`` (rad), the hand turning with the door."""
+    frame = scene.data.xmat[scene.model.body(door).id].reshape(3, 3)
+    yaw = np.arctan2(-frame[0, 1], frame[1, 1])  # the door's normal (its local y) against world y
+    rot = rot_z(yaw) @ R_FORWARD
+    handle = scene.site(site) + jitter + 0.01 * rot[:, 2]  # fingers around the bar
     hinge = scene.anchor(joint)
     start = scene.qpos(joint)
-    wps = _approach(handle, R_FORWARD, OPEN)
-    wps.append(Waypoint(handle, R_FORWARD, CLOSE, hold=3, max_steps=6))
+    wps = _approach(handle, rot, OPEN)
+    wps.append(Waypoint(handle, rot, CLOSE, hold=3, max_steps=6))
     radius = handle - hinge
-    steps = max(2, int(np.ceil(abs(goal - start) / 0.15)))
+    steps = max(2, int(np.ceil(abs(goal - start) / 0.1)))
     for angle in np.linspace(0.0, goal - start, steps + 1)[1:]:
-        pos = hinge + rot_z(angle) @ radius
-        wps.append(Waypoint(pos, rot_z(turn * angle) @ R_FORWARD, CLOSE, tol=0.03, max_steps=8))
+        wps.append(Waypoint(hinge + rot_z(angle) @ radius, rot_z(angle) @ rot, CLOSE, tol=0.02, max_steps=6))
     return wps
 
 
 def _microwave(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    return _arc(scene, "microhandle_site", "microwave", -0.9, 0.5, jitter)
+    return _arc(scene, "microhandle_site", "microwave", "microdoorroot", -0.8, jitter)
 
 
 def _hinge(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    return _arc(scene, "hinge_site2", "right_hinge_cabinet", 1.5, 0.5, jitter)
+    return _arc(scene, "hinge_site2", "right_hinge_cabinet", "hingerightdoor", 1.5, jitter)
 
 
 #: The kettle's goal position (gymnasium-robotics' goal for its free joint) and the hand turned so
@@ -287,3 +292,71 @@ class KitchenExpert:
             self.controller.rng = np.random.default_rng(self.env.np_random.integers(2**31))
             self.controller.reset()
         return self.controller.act(obs["state"][:9].astype(np.float64))
+
+
+def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "features",
+                  subtasks: list[str] | None = None, min_subtasks: int = 3, max_subtasks: int = 4,
+                  waypoint_noise: float = 0.01, action_noise: float = 0.1, episode_len: int = 280,
+                  env_options: dict | None = None) -> Iterator[Episode]:
+    """Task-agnostic kitchen play (the role of D4RL kitchen-mixed): each episode runs the scripts of
+    a random sequence of ``min_subtasks``..``max_subtasks`` distinct subtasks with uniform waypoint
+    jitter (``waypoint_noise`` m) and Gaussian action noise (std ``action_noise``), in an env that
+    tracks all seven subtasks, has no observation noise and runs the full ``episode_len`` steps.
+
+    Args:
+        env_factory: the run's ``env_factory(task)`` (unused: play needs an env over all subtasks,
+            built here with ``env_options``, e.g. ``img_size``).
+        num_episodes: episodes to yield.
+        seed: seeds the sequences, the noise and the resets (episode ``i`` resets with ``seed + i``).
+        obs_type: ``"features"`` or ``"pixels"``.
+        subtasks: subtasks to draw from (gymnasium-robotics names; default all seven).
+
+    Yields:
+        :class:`polytask.data.demos.Episode` with ``extras["infos"]`` (stored as Minari per-step
+        infos): ``subtask`` int64 (T+1,), the index into :data:`polytask.suites.kitchen.SUBTASKS`
+        of the script acting at each observation (-1 once every script ran; the last entry repeats
+        the one before), and ``num_completed`` int64 (T+1,), subtasks completed before each
+        observation's action; ``extras["subtasks"]`` lists the drawn sequence. ``success`` is 1.0
+        after steps where every drawn subtask is done.
+
+    Raises:
+        UnknownSubtaskError: for an unknown name in ``subtasks``.
+    """
+    from polytask.data.collect import rollout
+    from polytask.suites.kitchen import SHORT_NAMES, SUBTASKS, UnknownSubtaskError, make
+
+    pool = list(subtasks or SUBTASKS)
+    unknown = [s for s in pool if s not in SUBTASKS]
+    if unknown:
+        raise UnknownSubtaskError(f"Unknown kitchen subtask(s) {unknown}; valid subtasks: {', '.join(SUBTASKS)}")
+    if not 1 <= min_subtasks <= max_subtasks <= len(pool):
+        raise ValueError(f"need 1 <= min_subtasks <= max_subtasks <= {len(pool)}, got {min_subtasks}, {max_subtasks}")
+    rng = np.random.default_rng(seed)
+    every = "-".join(short for short, name in SHORT_NAMES.items() if name in SUBTASKS)
+    env = make(every, obs_type, seed=seed, obs_noise=False, terminate_on_success=False, episode_len=episode_len,
+               **(env_options or {}))
+    kitchen = env.unwrapped
+    try:
+        for i in range(num_episodes):
+            order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+            controller = KitchenController(kitchen.model, kitchen.data, order, rng=rng,
+                                           waypoint_noise=waypoint_noise, action_noise=action_noise)
+            labels: list[int] = []
+            completed: list[list[str]] = []
+
+            def policy(obs, controller=controller, order=order, labels=labels, completed=completed):
+                k = controller.subtask  # the script choosing this step's action
+                labels.append(SUBTASKS.index(order[k]) if k < len(order) else -1)
+                completed.append(list(kitchen._completed))
+                return controller.act(obs["state"][:9].astype(np.float64))
+
+            ep = rollout(env, policy, seed + i)
+            labels.append(labels[-1])
+            completed.append(list(kitchen._completed))
+            ep.success = np.array([all(s in done for s in order) for done in completed[1:]], np.float32)
+            ep.extras["infos"] = {"subtask": np.asarray(labels, np.int64),
+                                  "num_completed": np.asarray([len(c) for c in completed], np.int64)}
+            ep.extras["subtasks"] = order
+            yield ep
+    finally:
+        env.close()
