@@ -12,8 +12,8 @@ fingers get +1 (open) or -1 (close).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import mujoco
 import numpy as np

@@ -98,7 +98,9 @@ def describe(task: str) -> str:
 def _kitchen_class():
     try:
         import gymnasium_robotics  # noqa: F401  (registers the envs; needed for the class import below)
-        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import KitchenEnv as Upstream
+        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import (
+            KitchenEnv as Upstream,
+        )
     except ImportError as e:
         raise ImportError('The kitchen suite needs gymnasium-robotics: pip install "polytask[robotics]"') from e
     return Upstream
