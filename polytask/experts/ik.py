@@ -42,12 +42,16 @@ def rot_z(angle: float) -> np.ndarray:
 
 def dls_step(model: mujoco.MjModel, data: mujoco.MjData, site_id: int, pos: np.ndarray, rot: np.ndarray,
              dofs: np.ndarray, damping: float = 0.05, max_lin: float = 0.04, max_ang: float = 0.25,
-             rot_weight: float = 0.5) -> tuple[np.ndarray, float, float]:
+             rot_weight: float = 0.5, rest: np.ndarray | None = None, rest_gain: float = 0.1,
+             limit_margin: float = 0.05) -> tuple[np.ndarray, float, float]:
     """Joint displacement (len(dofs),) in rad moving site ``site_id`` toward pose (``pos`` (3,) m,
     ``rot`` 3×3) by at most ``max_lin`` m and ``max_ang`` rad.
 
     ``data`` must hold current kinematics (``mj_kinematics``/``mj_step`` ran). The rotation rows are
-    scaled by ``rot_weight`` (m per rad) so both errors weigh alike in the least squares.
+    scaled by ``rot_weight`` (m per rad) so both errors weigh alike in the least squares. With a
+    ``rest`` posture (len(dofs),), ``rest_gain`` × its offset is added in the Jacobian's null space.
+    Joints that would pass within ``limit_margin`` rad of their range are held and the step is
+    solved again with the others (the dofs must be hinge/slide joints with ranges).
 
     Returns:
         ``(dq, position error norm in m, rotation error norm in rad)`` before clipping.
@@ -62,5 +66,18 @@ def dls_step(model: mujoco.MjModel, data: mujoco.MjData, site_id: int, pos: np.n
     e_rot = e_rot * min(1.0, max_ang / max(ang, 1e-9))
     jac = np.vstack([jacp[:, dofs], rot_weight * jacr[:, dofs]])
     err = np.concatenate([e_pos, rot_weight * e_rot])
-    dq = jac.T @ np.linalg.solve(jac @ jac.T + damping**2 * np.eye(6), err)
-    return dq, dist, ang
+    joints = model.dof_jntid[dofs]
+    q = data.qpos[model.jnt_qposadr[joints]]
+    lo, hi = model.jnt_range[joints, 0] + limit_margin, model.jnt_range[joints, 1] - limit_margin
+    free = np.ones(len(dofs), bool)
+    for _ in range(3):
+        j = jac * free
+        pinv = j.T @ np.linalg.inv(j @ j.T + damping**2 * np.eye(6))
+        dq = pinv @ err
+        if rest is not None:
+            dq += ((np.eye(len(dofs)) - pinv @ j) @ (rest_gain * (rest - q))) * free
+        blocked = free & (((q + dq) > hi) & (dq > 0) | ((q + dq) < lo) & (dq < 0))
+        if not blocked.any():
+            break
+        free &= ~blocked
+    return dq * free, dist, ang

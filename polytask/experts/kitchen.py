@@ -7,7 +7,7 @@ scripts chain in any order from wherever the previous one left the arm. The grip
 +y (into the kitchen) with its fingers spread along x; the kettle handle is grasped with the hand
 turned a quarter turn (fingers spread along z). Actions follow the env's controller: the position
 target is the observed joint position plus ``2 · a · 0.08``, so ``a = clip(Δq / 0.16, -1, 1)``;
-fingers get +1 (open) or -1 (close).
+the fingers get the same law toward their target position.
 """
 
 from __future__ import annotations
@@ -24,16 +24,23 @@ from polytask.experts.ik import dls_step, rot_y, rot_z
 #: Seconds per env step (frame skip 40 × 2 ms) and the action scale of the env's velocity control.
 DT = 0.08
 ACTION_SCALE = 2.0
+#: The fingertips reach this far (m) beyond the end-effector site along the approach axis.
+FINGER_REACH = 0.05
 #: Hand orientation with the gripper pointing along +y and the fingers spread along x (columns:
 #: site x axis up, site y axis along world x, approach axis along world y).
 R_FORWARD = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-OPEN, CLOSE = 1.0, -1.0
+#: The hand pointing down (-z), fingers still spread along x.
+R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+#: The arm's joint positions at reset (gymnasium-robotics' initial pose), the IK's null-space posture.
+REST_POSTURE = np.array([0.148, -1.768, 1.844, -2.477, 0.26, 0.713, 1.595])
+#: Finger positions (m, each finger; the gap between the pads is twice that): open, closed.
+OPEN, CLOSE = 0.04, 0.0
 
 
 @dataclass
 class Waypoint:
-    """A target pose of the end-effector site: ``pos`` (3,) m, ``rot`` 3×3, ``grip`` +1 open / -1
-    closed; reached within ``tol`` m and 0.1 rad, then held ``hold`` more steps; given up after
+    """A target pose of the end-effector site: ``pos`` (3,) m, ``rot`` 3×3, ``grip`` finger position
+    (m, 0 closed .. 0.04 open); reached within ``tol`` m and 0.1 rad, then held ``hold`` more steps; given up after
     ``max_steps``."""
 
     pos: np.ndarray
@@ -42,6 +49,7 @@ class Waypoint:
     tol: float = 0.02
     hold: int = 0
     max_steps: int = 30
+    speed: float = 0.04
 
 
 class Scene:
@@ -87,16 +95,15 @@ def _approach(target: np.ndarray, rot: np.ndarray, grip: float, depth: float = 0
     pre = target - depth * rot[:, 2]
     return [Waypoint(pre, rot, grip, tol=0.03, max_steps=40),
             Waypoint(pre, rot, grip, tol=0.006, max_steps=10),
-            Waypoint(target, rot, grip, tol=0.01, max_steps=20)]
+            Waypoint(target, rot, grip, tol=0.01, max_steps=20, speed=0.02)]
 
 
 def _knob(site: str) -> Callable[[Scene, np.ndarray], list[Waypoint]]:
     """Grasp an oven knob head-on and twist the wrist (+y rotation turns the knob toward its goal)."""
 
     def script(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-        knob = scene.site(site) + np.array([0.0, 0.0, 0.0]) + jitter
-        grasp = knob + np.array([0.0, 0.005, 0.0])
-        wps = _approach(grasp, R_FORWARD, OPEN)
+        grasp = scene.site(site) + jitter + np.array([0.0, 0.005 - FINGER_REACH, 0.0])  # tips short of the dial
+        wps = _approach(grasp, R_FORWARD, 0.025)  # a narrow opening clears the light switch next to the top knob
         wps.append(Waypoint(grasp, R_FORWARD, CLOSE, hold=3, max_steps=6))
         for angle in (0.4, 0.8, 1.2):
             wps.append(Waypoint(grasp, rot_y(angle) @ R_FORWARD, CLOSE, tol=0.02, max_steps=10))
@@ -149,23 +156,20 @@ def _hinge(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
     return _arc(scene, "hinge_site2", "right_hinge_cabinet", "hingerightdoor", 1.5, jitter)
 
 
-#: The kettle's goal position (gymnasium-robotics' goal for its free joint) and the hand turned so
-#: the fingers close vertically on the handle bar (which runs along x).
+#: The kettle's goal position (gymnasium-robotics' goal for its free joint).
 KETTLE_GOAL = np.array([-0.23, 0.75, 1.62])
-R_KETTLE = rot_y(-np.pi / 2) @ R_FORWARD
 
 
 def _kettle(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    """Grasp the kettle's handle, lift it, carry it to the top left burner and put it down."""
-    handle = scene.site("kettle_site") + jitter
-    offset = handle - scene.body("kettle")
-    wps = _approach(handle, R_KETTLE, OPEN, depth=0.15)
-    wps.append(Waypoint(handle, R_KETTLE, CLOSE, hold=3, max_steps=6))
-    lift = np.array([0.0, 0.0, 0.08])
-    place = KETTLE_GOAL + offset
-    wps += [Waypoint(handle + lift, R_KETTLE, CLOSE, tol=0.03, max_steps=15),
-            Waypoint(place + lift, R_KETTLE, CLOSE, tol=0.03, max_steps=30),
-            Waypoint(place + np.array([0.0, 0.0, 0.01]), R_KETTLE, CLOSE, tol=0.02, max_steps=15)]
+    """Push the kettle along the stove top from the bottom left to the top left burner with the
+    open fingertips on its front face (two contacts keep it from turning)."""
+    kettle = scene.body("kettle") + jitter
+    half = 0.122  # half depth of the kettle's body (its collision box)
+    contact = kettle + np.array([0.0, -half - 0.015, 0.06])
+    wps = _approach(contact, R_DOWN, OPEN, depth=0.15)
+    goal = KETTLE_GOAL + np.array([0.0, -half, 0.06])
+    for frac in (0.5, 1.0):
+        wps.append(Waypoint(contact + frac * (goal - contact), R_DOWN, OPEN, tol=0.015, max_steps=25))
     return wps
 
 
@@ -198,12 +202,13 @@ class KitchenController:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.waypoint_noise, self.action_noise = waypoint_noise, action_noise
         self.dofs = np.arange(7)
-        self.gain = 3.0
+        self.max_lead = 0.3
         self.reset()
 
     def reset(self) -> None:
         """Start from the first subtask (call after the env resets)."""
         self.index = -1
+        self._q_cmd: np.ndarray | None = None
         self._plan: list[Waypoint] = []
         self._next_subtask()
 
@@ -246,13 +251,20 @@ class KitchenController:
         if wp is None:  # every script ran: hold still
             pos, rot = self.scene.hand
             wp = Waypoint(pos, rot, OPEN)
-        dq, dist, ang = dls_step(model, data, self.scene.ee, wp.pos, wp.rot, self.dofs)
-        target = data.qpos[:7] + self.gain * dq
+        dq, dist, ang = dls_step(model, data, self.scene.ee, wp.pos, wp.rot, self.dofs, max_lin=wp.speed,
+                                 rest=REST_POSTURE)
+        # The commanded posture integrates the IK steps (so gravity sag and contact are worked off),
+        # kept within ``max_lead`` rad of the measured one (anti-windup).
+        q = data.qpos[:7]
+        if self._q_cmd is None:
+            self._q_cmd = q.copy()
+        self._q_cmd = np.clip(self._q_cmd + dq, q - self.max_lead, q + self.max_lead)
+        target = self._q_cmd
         action = np.empty(9)
         action[:7] = (target - qpos_obs[:7]) / (ACTION_SCALE * DT)
         if self.action_noise:
             action[:7] += self.rng.normal(0.0, self.action_noise, 7)
-        action[7:] = wp.grip
+        action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
         self._steps += 1
         if dist < wp.tol and ang < 0.1:
             self._held += 1
