@@ -42,7 +42,7 @@ def rot_z(angle: float) -> np.ndarray:
 
 def dls_step(model: mujoco.MjModel, data: mujoco.MjData, site_id: int, pos: np.ndarray, rot: np.ndarray,
              dofs: np.ndarray, damping: float = 0.05, max_lin: float = 0.04, max_ang: float = 0.25,
-             rot_weight: float = 0.5, rest: np.ndarray | None = None, rest_gain: float = 0.1,
+             rot_weight: float = 0.5, rest: np.ndarray | None = None, rest_gain: float = 0.3,
              limit_margin: float = 0.05) -> tuple[np.ndarray, float, float]:
     """Joint displacement (len(dofs),) in rad moving site ``site_id`` toward pose (``pos`` (3,) m,
     ``rot`` 3×3) by at most ``max_lin`` m and ``max_ang`` rad.

@@ -105,7 +105,7 @@ def _knob(site: str) -> Callable[[Scene, np.ndarray], list[Waypoint]]:
         grasp = scene.site(site) + jitter + np.array([0.0, 0.005 - FINGER_REACH, 0.0])  # tips short of the dial
         wps = _approach(grasp, R_FORWARD, 0.025)  # a narrow opening clears the light switch next to the top knob
         wps.append(Waypoint(grasp, R_FORWARD, CLOSE, hold=3, max_steps=6))
-        for angle in (0.4, 0.8, 1.2):
+        for angle in (0.4, 0.8, 1.2, 1.6):
             wps.append(Waypoint(grasp, rot_y(angle) @ R_FORWARD, CLOSE, tol=0.02, max_steps=10))
         return wps
 
