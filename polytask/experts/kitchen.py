@@ -50,6 +50,9 @@ class Waypoint:
     hold: int = 0
     max_steps: int = 30
     speed: float = 0.04
+    #: Optional closed-loop target: ``track(scene) -> (pos, rot, done)`` replaces ``pos``/``rot``
+    #: every step and ends the waypoint when ``done``.
+    track: Callable[["Scene"], tuple[np.ndarray, np.ndarray, bool]] | None = None
 
 
 class Scene:
@@ -130,21 +133,38 @@ def _slide(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
     return wps
 
 
+#: Angle (rad) the hand turns on a door handle before pulling (see :func:`_arc`).
+WEDGE = 0.5
+
+
 def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np.ndarray) -> list[Waypoint]:
-    """Grasp a door handle head-on (the hand square to the door body ``door``) and carry it along its
-    hinge's arc to angle ``goal`` (rad), the hand turning with the door."""
+    """Grasp a door handle head-on (the hand square to the door body ``door``) and carry it around
+    the hinge to angle ``goal`` (rad): each step the target is the handle's current grasp point
+    turned a little further about the hinge (closed loop, so the hand never runs ahead of the door),
+    the hand turning with the door."""
     frame = scene.data.xmat[scene.model.body(door).id].reshape(3, 3)
     yaw = np.arctan2(-frame[0, 1], frame[1, 1])  # the door's normal (its local y) against world y
     rot = rot_z(yaw) @ R_FORWARD
-    handle = scene.site(site) + jitter + 0.01 * rot[:, 2]  # fingers around the bar
+    offset = jitter + 0.01 * rot[:, 2]  # fingers around the bar
+    handle = scene.site(site) + offset
     hinge = scene.anchor(joint)
     start = scene.qpos(joint)
+    sign = np.sign(goal - start)
+    # Turning the closed hand by WEDGE about the vertical puts the finger on the door's free side
+    # behind the bar, so the pull presses on that finger's pad instead of relying on friction.
+    radial = handle - hinge
+    wedge = rot_z(WEDGE * np.sign(np.cross([0.0, 0.0, 1.0], radial) @ rot[:, 2])) @ rot
+
+    def track(scene: Scene) -> tuple[np.ndarray, np.ndarray, bool]:
+        angle = scene.qpos(joint)
+        lead = sign * min(0.12, abs(goal - angle))
+        turn = rot_z(angle - start + lead)
+        return hinge + turn @ radial, turn @ wedge, sign * (angle - goal) >= 0
+
     wps = _approach(handle, rot, OPEN)
     wps.append(Waypoint(handle, rot, CLOSE, hold=3, max_steps=6))
-    radius = handle - hinge
-    steps = max(2, int(np.ceil(abs(goal - start) / 0.1)))
-    for angle in np.linspace(0.0, goal - start, steps + 1)[1:]:
-        wps.append(Waypoint(hinge + rot_z(angle) @ radius, rot_z(angle) @ rot, CLOSE, tol=0.02, max_steps=6))
+    wps.append(Waypoint(handle, wedge, CLOSE, tol=0.02, max_steps=6))
+    wps.append(Waypoint(handle, rot, CLOSE, max_steps=60, speed=0.03, track=track))
     return wps
 
 
@@ -251,6 +271,9 @@ class KitchenController:
         if wp is None:  # every script ran: hold still
             pos, rot = self.scene.hand
             wp = Waypoint(pos, rot, OPEN)
+        done = False
+        if wp.track is not None:
+            wp.pos, wp.rot, done = wp.track(self.scene)
         dq, dist, ang = dls_step(model, data, self.scene.ee, wp.pos, wp.rot, self.dofs, max_lin=wp.speed,
                                  rest=REST_POSTURE)
         # The commanded posture integrates the IK steps (so gravity sag and contact are worked off),
@@ -266,9 +289,9 @@ class KitchenController:
             action[:7] += self.rng.normal(0.0, self.action_noise, 7)
         action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
         self._steps += 1
-        if dist < wp.tol and ang < 0.1:
+        if wp.track is None and dist < wp.tol and ang < 0.1:
             self._held += 1
-        if self._held > wp.hold or self._steps >= wp.max_steps:
+        if done or self._held > wp.hold or self._steps >= wp.max_steps:
             self._advance()
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
