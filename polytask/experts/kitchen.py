@@ -138,7 +138,7 @@ WEDGE = 0.5
 
 
 def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np.ndarray) -> list[Waypoint]:
-    """Grasp a door handle head-on (the hand square to the door body ``door``) and carry it around
+    """Hook a door handle head-on (the hand square to the door body ``door``) and carry it around
     the hinge to angle ``goal`` (rad): each step the target is the handle's current grasp point
     turned a little further about the hinge (closed loop, so the hand never runs ahead of the door),
     the hand turning with the door."""
@@ -150,10 +150,10 @@ def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np
     hinge = scene.anchor(joint)
     start = scene.qpos(joint)
     sign = np.sign(goal - start)
-    # Turning the closed hand by WEDGE about the vertical puts the finger on the door's free side
-    # behind the bar, so the pull presses on that finger's pad instead of relying on friction.
+    # Turning the open hand by WEDGE about the vertical puts the finger on the door's free side
+    # behind the bar: the pull hooks the bar with that finger instead of relying on grip friction.
     radial = handle - hinge
-    wedge = rot_z(WEDGE * np.sign(np.cross([0.0, 0.0, 1.0], radial) @ rot[:, 2])) @ rot
+    wedge = rot_z(-WEDGE * np.sign(np.cross([0.0, 0.0, 1.0], radial) @ rot[:, 2])) @ rot
 
     def track(scene: Scene) -> tuple[np.ndarray, np.ndarray, bool]:
         angle = scene.qpos(joint)
@@ -162,9 +162,8 @@ def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np
         return hinge + turn @ radial, turn @ wedge, sign * (angle - goal) >= 0
 
     wps = _approach(handle, rot, OPEN)
-    wps.append(Waypoint(handle, rot, CLOSE, hold=3, max_steps=6))
-    wps.append(Waypoint(handle, wedge, CLOSE, tol=0.02, max_steps=6))
-    wps.append(Waypoint(handle, rot, CLOSE, max_steps=60, speed=0.03, track=track))
+    wps.append(Waypoint(handle, wedge, OPEN, tol=0.02, max_steps=6))
+    wps.append(Waypoint(handle, rot, OPEN, max_steps=60, speed=0.03, track=track))
     return wps
 
 
