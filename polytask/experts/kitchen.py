@@ -49,7 +49,7 @@ class Waypoint:
     tol: float = 0.02
     hold: int = 0
     max_steps: int = 30
-    speed: float = 0.04
+    speed: float = 0.06
     #: Optional closed-loop target: ``track(scene) -> (pos, rot, done)`` replaces ``pos``/``rot``
     #: every step and ends the waypoint when ``done``.
     track: Callable[["Scene"], tuple[np.ndarray, np.ndarray, bool]] | None = None
@@ -97,7 +97,7 @@ def _approach(target: np.ndarray, rot: np.ndarray, grip: float, depth: float = 0
     to ``rot``, then go in."""
     pre = target - depth * rot[:, 2]
     return [Waypoint(pre, rot, grip, tol=0.03, max_steps=40),
-            Waypoint(pre, rot, grip, tol=0.006, max_steps=10),
+            Waypoint(pre, rot, grip, tol=0.006, max_steps=8, speed=0.03),
             Waypoint(target, rot, grip, tol=0.01, max_steps=20, speed=0.02)]
 
 
@@ -157,18 +157,17 @@ def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np
 
     def track(scene: Scene) -> tuple[np.ndarray, np.ndarray, bool]:
         angle = scene.qpos(joint)
-        lead = sign * min(0.12, abs(goal - angle))
-        turn = rot_z(angle - start + lead)
+        turn = rot_z(angle - start + sign * 0.12)
         return hinge + turn @ radial, turn @ wedge, sign * (angle - goal) >= 0
 
     wps = _approach(handle, rot, OPEN)
     wps.append(Waypoint(handle, wedge, OPEN, tol=0.02, max_steps=6))
-    wps.append(Waypoint(handle, rot, OPEN, max_steps=60, speed=0.03, track=track))
+    wps.append(Waypoint(handle, rot, OPEN, max_steps=40, speed=0.03, track=track))
     return wps
 
 
 def _microwave(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    return _arc(scene, "microhandle_site", "microwave", "microdoorroot", -0.8, jitter)
+    return _arc(scene, "microhandle_site", "microwave", "microdoorroot", -0.6, jitter)
 
 
 def _hinge(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
