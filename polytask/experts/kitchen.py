@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 
 from polytask.data.demos import Episode
-from polytask.experts.ik import dls_step, rot_y, rot_z
+from polytask.experts.ik import dls_step, rot_y, rot_z, rotation_error
 
 #: Seconds per env step (frame skip 40 × 2 ms) and the action scale of the env's velocity control.
 DT = 0.08
@@ -77,6 +77,12 @@ class Scene:
     def body(self, name: str) -> np.ndarray:
         """World position (3,) of body ``name``."""
         return self.data.xpos[self.model.body(name).id].copy()
+
+    def goal_distance(self, subtask: str) -> float:
+        """L2 distance of ``subtask``'s object joints to their goal (done below 0.3)."""
+        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
+
+        return float(np.linalg.norm(self.data.qpos[OBS_ELEMENT_INDICES[subtask]] - OBS_ELEMENT_GOALS[subtask]))
 
     @property
     def hand(self) -> tuple[np.ndarray, np.ndarray]:
@@ -196,8 +202,10 @@ SCRIPTS: dict[str, Callable[[Scene, np.ndarray], list[Waypoint]]] = {
     "bottom burner": _knob("knob2_site"), "top burner": _knob("knob4_site"), "light switch": _light,
     "slide cabinet": _slide, "hinge cabinet": _hinge, "microwave": _microwave, "kettle": _kettle,
 }
+#: A script stops once its subtask's goal distance is below this (the env's threshold is 0.3).
+DONE_DISTANCE = 0.2
 #: How each script leaves its object: (back off along −y, then move along z).
-_LEAVE = {"microwave": (0.02, 0.2), "hinge cabinet": (0.02, -0.2), "kettle": (0.12, 0.0)}
+_LEAVE = {"microwave": (0.02, 0.1), "hinge cabinet": (0.02, -0.2), "kettle": (0.12, 0.0)}
 
 
 class KitchenController:
@@ -250,6 +258,14 @@ class KitchenController:
         if self._pending:  # plan after leaving the previous object, from the current scene
             jitter = self.rng.uniform(-1, 1, 3) * self.waypoint_noise
             self._plan, self._pending = SCRIPTS[self.subtasks[self.index]](self.scene, jitter), False
+            pos, rot = self.scene.hand
+            first = self._plan[0]
+            if np.linalg.norm(rotation_error(first.rot, rot)) > 0.5:  # turn the hand before travelling
+                self._plan.insert(0, Waypoint(pos, first.rot, first.grip, tol=0.05, max_steps=8))
+        elif (self._plan and self.index < len(self.subtasks)
+              and self.scene.goal_distance(self.subtasks[self.index]) < DONE_DISTANCE):
+            self._next_subtask()  # done with a margin: skip the rest of the script
+            return self._waypoint()
         return self._plan[self._k] if self._k < len(self._plan) else None
 
     def _advance(self) -> None:
