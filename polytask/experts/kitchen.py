@@ -50,6 +50,7 @@ class Waypoint:
     hold: int = 0
     max_steps: int = 30
     speed: float = 0.06
+    lead: float = 0.15
     #: Optional closed-loop target: ``track(scene) -> (pos, rot, done)`` replaces ``pos``/``rot``
     #: every step and ends the waypoint when ``done``.
     track: Callable[["Scene"], tuple[np.ndarray, np.ndarray, bool]] | None = None
@@ -168,7 +169,7 @@ def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np
 
     wps = _approach(handle, rot, OPEN)
     wps.append(Waypoint(handle, wedge, OPEN, tol=0.02, max_steps=6))
-    wps.append(Waypoint(handle, rot, OPEN, max_steps=40, speed=0.03, track=track))
+    wps.append(Waypoint(handle, rot, OPEN, max_steps=40, speed=0.03, lead=0.3, track=track))
     return wps
 
 
@@ -203,7 +204,7 @@ SCRIPTS: dict[str, Callable[[Scene, np.ndarray], list[Waypoint]]] = {
     "slide cabinet": _slide, "hinge cabinet": _hinge, "microwave": _microwave, "kettle": _kettle,
 }
 #: A script stops once its subtask's goal distance is below this (the env's threshold is 0.3).
-DONE_DISTANCE = 0.2
+DONE_DISTANCE = 0.25
 #: How each script leaves its object: (back off along −y, then move along z).
 _LEAVE = {"microwave": (0.02, 0.1), "hinge cabinet": (0.02, -0.2), "kettle": (0.12, 0.0)}
 
@@ -228,7 +229,6 @@ class KitchenController:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.waypoint_noise, self.action_noise = waypoint_noise, action_noise
         self.dofs = np.arange(7)
-        self.max_lead = 0.3
         self.reset()
 
     def reset(self) -> None:
@@ -291,11 +291,11 @@ class KitchenController:
         dq, dist, ang = dls_step(model, data, self.scene.ee, wp.pos, wp.rot, self.dofs, max_lin=wp.speed,
                                  rest=REST_POSTURE)
         # The commanded posture integrates the IK steps (so gravity sag and contact are worked off),
-        # kept within ``max_lead`` rad of the measured one (anti-windup).
+        # kept within the waypoint's ``lead`` of the measured one (anti-windup).
         q = data.qpos[:7]
         if self._q_cmd is None:
             self._q_cmd = q.copy()
-        self._q_cmd = np.clip(self._q_cmd + dq, q - self.max_lead, q + self.max_lead)
+        self._q_cmd = np.clip(self._q_cmd + dq, q - wp.lead, q + wp.lead)
         target = self._q_cmd
         action = np.empty(9)
         action[:7] = (target - qpos_obs[:7]) / (ACTION_SCALE * DT)
