@@ -36,6 +36,8 @@ def test_unknown_subtask_lists_valid_names():
         make("microwave-toaster", "features")
     with pytest.raises(UnknownSubtaskError, match="repeats"):
         subtasks_of("light-light")
+    with pytest.raises(UnknownSubtaskError, match="valid subtasks: bottom burner, top burner"):
+        next(play_episodes(None, 1, seed=0, subtasks=["toaster"]))
 
 
 def test_shapes_noise_switch_and_truncation():

@@ -3,11 +3,12 @@ damped-least-squares IK on the ``end_effector`` site (:mod:`polytask.experts.ik`
 
 Each subtask has a motion script (approach, grasp or push, move, release, back off) whose waypoints
 are computed from the simulator when the subtask starts (handle/knob sites, hinge anchors), so
-scripts chain in any order from wherever the previous one left the arm. The gripper points along
-+y (into the kitchen) with its fingers spread along x; the kettle handle is grasped with the hand
-turned a quarter turn (fingers spread along z). Actions follow the env's controller: the position
-target is the observed joint position plus ``2 · a · 0.08``, so ``a = clip(Δq / 0.16, -1, 1)``;
-the fingers get the same law toward their target position.
+scripts chain in any order from wherever the previous one left the arm, and a script ends early
+once its subtask is done with a margin. The gripper points along +y (into the kitchen) with its
+fingers spread along x, turned to square up with a door, or pointing down to push the kettle.
+Actions follow the env's controller: the position target is the observed joint position plus
+``2 · a · 0.08``, so ``a = clip(Δq / 0.16, -1, 1)`` for the commanded joint position (which
+integrates the IK steps); the fingers get the same law toward their target position.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from polytask.data.collect import rollout
 from polytask.data.demos import Episode
 from polytask.experts.ik import dls_step, rot_y, rot_z, rotation_error
+from polytask.suites.kitchen import (
+    SHORT_NAMES,
+    SUBTASKS,
+    UnknownSubtaskError,
+    make,
+    subtasks_of,
+)
 
 #: Seconds per env step (frame skip 40 × 2 ms) and the action scale of the env's velocity control.
 DT = 0.08
@@ -40,8 +49,9 @@ OPEN, CLOSE = 0.04, 0.0
 @dataclass
 class Waypoint:
     """A target pose of the end-effector site: ``pos`` (3,) m, ``rot`` 3×3, ``grip`` finger position
-    (m, 0 closed .. 0.04 open); reached within ``tol`` m and 0.1 rad, then held ``hold`` more steps; given up after
-    ``max_steps``."""
+    (m, 0 closed .. 0.04 open); reached within ``tol`` m and 0.1 rad, then held ``hold`` more
+    steps; given up after ``max_steps``; approached at up to ``speed`` m per step, the joint command
+    leading the measured joints by at most ``lead`` rad (more pushes harder, less overshoots less)."""
 
     pos: np.ndarray
     rot: np.ndarray
@@ -224,13 +234,16 @@ class KitchenController:
         subtasks: gymnasium-robotics subtask names, in the order to do them.
         rng: randomness for ``waypoint_noise`` (uniform ±m on each script's object position) and
             ``action_noise`` (Gaussian std on the arm's actions, before clipping).
+
+    Raises:
+        UnknownSubtaskError: for a subtask without a script (the message lists the valid ones).
     """
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, subtasks: list[str],
                  rng: np.random.Generator | None = None, waypoint_noise: float = 0.0, action_noise: float = 0.0):
         unknown = [s for s in subtasks if s not in SCRIPTS]
         if unknown:
-            raise ValueError(f"No kitchen script for {unknown}; valid subtasks: {', '.join(SCRIPTS)}")
+            raise UnknownSubtaskError(f"No kitchen script for {unknown}; valid subtasks: {', '.join(SCRIPTS)}")
         self.scene = Scene(model, data)
         self.subtasks = list(subtasks)
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -248,7 +261,7 @@ class KitchenController:
     @property
     def subtask(self) -> int:
         """Index into ``subtasks`` of the script being executed (``len(subtasks)`` when all ran)."""
-        return self.index
+        return min(self.index, len(self.subtasks))
 
     def _next_subtask(self) -> None:
         leave = []
@@ -290,8 +303,11 @@ class KitchenController:
         wp = self._waypoint()
         model, data = self.scene.model, self.scene.data
         if wp is None:  # every script ran: hold still
-            pos, rot = self.scene.hand
-            wp = Waypoint(pos, rot, OPEN)
+            self._q_cmd = data.qpos[:7].copy()
+            action = np.zeros(9)
+            action[:7] = (self._q_cmd - qpos_obs[:7]) / (ACTION_SCALE * DT)
+            action[7:] = (OPEN - qpos_obs[7:9]) / (ACTION_SCALE * DT)
+            return np.clip(action, -1.0, 1.0).astype(np.float32)
         done = False
         if wp.track is not None:
             wp.pos, wp.rot, done = wp.track(self.scene)
@@ -336,8 +352,6 @@ class KitchenExpert:
     """
 
     def __init__(self, task: str, env, waypoint_noise: float = 0.005):
-        from polytask.suites.kitchen import subtasks_of
-
         self.env = env.unwrapped
         self.controller = KitchenController(self.env.model, self.env.data, subtasks_of(task),
                                             waypoint_noise=waypoint_noise)
@@ -378,8 +392,6 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
     Raises:
         UnknownSubtaskError: for an unknown name in ``subtasks``.
     """
-    from polytask.data.collect import rollout
-    from polytask.suites.kitchen import SHORT_NAMES, SUBTASKS, UnknownSubtaskError, make
 
     pool = list(subtasks or SUBTASKS)
     unknown = [s for s in pool if s not in SUBTASKS]
