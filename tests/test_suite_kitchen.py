@@ -111,4 +111,4 @@ def test_config_builds_env_and_expert():
     assert list(cfg.suite.distill_tasks) == POLYTASK6
     env.close()
     (episode,) = instantiate(cfg.suite.play, None, seed=0, num_episodes=1, episode_len=5)
-    assert len(episode) == 5 and "hinge cabinet" not in episode.extras["subtasks"]
+    assert len(episode) == 5 and 3 <= len(episode.extras["subtasks"]) <= 4

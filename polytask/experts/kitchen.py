@@ -158,11 +158,13 @@ WEDGE = 0.5
 
 
 def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np.ndarray,
-         height: float = 0.0) -> list[Waypoint]:
-    """Hook a door handle head-on (the hand square to the door body ``door``) and carry it around
+         hook: bool, hand_turn: float, height: float = 0.0) -> list[Waypoint]:
+    """Take a door handle head-on (the hand square to the door body ``door``) and carry it around
     the hinge to angle ``goal`` (rad): each step the target is the handle's current grasp point
     turned a little further about the hinge (closed loop, so the hand never runs ahead of the door),
-    the hand turning with the door. The handle is taken ``height`` m above its middle."""
+    the hand turning by ``hand_turn`` × the door's turn (the handle is a round bar, so it may turn in
+    the fingers). With ``hook`` the open hand hooks the bar (see below), else it grasps it. The
+    handle is taken ``height`` m above its middle."""
     frame = scene.data.xmat[scene.model.body(door).id].reshape(3, 3)
     yaw = np.arctan2(-frame[0, 1], frame[1, 1])  # the door's normal (its local y) against world y
     rot = rot_z(yaw) @ R_FORWARD
@@ -171,31 +173,35 @@ def _arc(scene: Scene, site: str, joint: str, door: str, goal: float, jitter: np
     hinge = scene.anchor(joint)
     start = scene.qpos(joint)
     sign = np.sign(goal - start)
-    # Turning the open hand by WEDGE about the vertical puts its finger on the hinge side behind
-    # the bar: the pull hooks the bar with that finger instead of relying on grip friction.
     radial = handle - hinge
-    wedge = rot_z(-WEDGE * np.sign(np.cross([0.0, 0.0, 1.0], radial) @ rot[:, 2])) @ rot
+    wps = _approach(handle, rot, OPEN)
+    if hook:
+        # Turning the open hand by WEDGE about the vertical puts its finger on the hinge side behind
+        # the bar: the pull hooks the bar with that finger instead of relying on grip friction.
+        rot = rot_z(-WEDGE * np.sign(np.cross([0.0, 0.0, 1.0], radial) @ rot[:, 2])) @ rot
+        wps.append(Waypoint(handle, rot, OPEN, tol=0.02, max_steps=6))
+    else:
+        wps.append(Waypoint(handle, rot, CLOSE, hold=3, max_steps=6))
 
     def track(scene: Scene) -> tuple[np.ndarray, np.ndarray, bool]:
         angle = scene.qpos(joint)
-        turn = rot_z(angle - start + sign * 0.12)
-        return hinge + turn @ radial, turn @ wedge, sign * (angle - goal) >= 0
+        turn = angle - start + sign * 0.12
+        return hinge + rot_z(turn) @ radial, rot_z(hand_turn * turn) @ rot, sign * (angle - goal) >= 0
 
-    wps = _approach(handle, rot, OPEN)
-    wps.append(Waypoint(handle, wedge, OPEN, tol=0.02, max_steps=6))
-    wps.append(Waypoint(handle, rot, OPEN, max_steps=40, speed=0.03, lead=0.3, track=track))
+    wps.append(Waypoint(handle, rot, wps[-1].grip, max_steps=60, speed=0.03 if hook else 0.02, lead=0.3,
+                        track=track))
     return wps
 
 
 def _microwave(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    return _arc(scene, "microhandle_site", "microwave", "microdoorroot", -0.6, jitter)
+    return _arc(scene, "microhandle_site", "microwave", "microdoorroot", -0.6, jitter, hook=True, hand_turn=1.0)
 
 
 def _hinge(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
-    """Not reliable yet (0/20): at this height the arm is nearly stretched, and turning the hand on
-    the handle drops it off."""
-    # The handle's middle (2.6 m high) is at the edge of the arm's reach: take it lower (above its standoff).
-    return _arc(scene, "hinge_site2", "right_hinge_cabinet", "hingerightdoor", 1.4, jitter, height=-0.05)
+    # The handle's middle (2.6 m high) is at the edge of the arm's reach: take it lower (above its
+    # standoff), grasp it (turning the hand there drops it) and keep the hand's yaw.
+    return _arc(scene, "hinge_site2", "right_hinge_cabinet", "hingerightdoor", 1.3, jitter, hook=False,
+                hand_turn=0.0, height=-0.05)
 
 
 #: The kettle's goal position (gymnasium-robotics' goal for its free joint).
@@ -223,7 +229,7 @@ SCRIPTS: dict[str, Callable[[Scene, np.ndarray], list[Waypoint]]] = {
 #: A script stops once its subtask's goal distance is below this (the env's threshold is 0.3).
 DONE_DISTANCE = 0.25
 #: How each script leaves its object: (back off along −y, then move along z).
-_LEAVE = {"microwave": (0.02, 0.1), "hinge cabinet": (0.02, -0.2), "kettle": (0.12, 0.0)}
+_LEAVE = {"microwave": (0.02, 0.1), "kettle": (0.12, 0.0)}
 
 
 class KitchenController:
