@@ -75,7 +75,9 @@ def dls_step(model: mujoco.MjModel, data: mujoco.MjData, site_id: int, pos: np.n
         pinv = j.T @ np.linalg.inv(j @ j.T + damping**2 * np.eye(6))
         dq = pinv @ err
         if rest is not None:
-            dq += ((np.eye(len(dofs)) - pinv @ j) @ (rest_gain * (rest - q))) * free
+            # toward the rest posture, and away from joints' limits once within 0.3 rad of them
+            bias = rest_gain * (rest - q) + np.clip(lo + 0.25 - q, 0, None) - np.clip(q - hi + 0.25, 0, None)
+            dq += ((np.eye(len(dofs)) - pinv @ j) @ bias) * free
         blocked = free & (((q + dq) > hi) & (dq > 0) | ((q + dq) < lo) & (dq < 0))
         if not blocked.any():
             break

@@ -59,7 +59,7 @@ class Waypoint:
     tol: float = 0.02
     hold: int = 0
     max_steps: int = 30
-    speed: float = 0.06
+    speed: float = 0.04
     lead: float = 0.15
     #: Optional closed-loop target: ``track(scene) -> (pos, rot, done)`` replaces ``pos``/``rot``
     #: every step and ends the waypoint when ``done``.
