@@ -42,6 +42,8 @@ R_FORWARD = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
 R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 #: The arm's joint positions at reset (gymnasium-robotics' initial pose), the IK's null-space posture.
 REST_POSTURE = np.array([0.148, -1.768, 1.844, -2.477, 0.26, 0.713, 1.595])
+#: The end-effector position at reset (with ``R_FORWARD`` roughly its orientation there).
+HOME = np.array([-0.43, 0.12, 2.03])
 #: Finger positions (m, each finger; the gap between the pads is twice that): open, closed.
 OPEN, CLOSE = 0.04, 0.0
 
@@ -116,7 +118,7 @@ def _approach(target: np.ndarray, rot: np.ndarray, grip: float, depth: float = 0
     """Move ``depth`` m in front of ``target`` along the hand's approach axis (``rot[:, 2]``), turn
     to ``rot``, then go in."""
     pre = target - depth * rot[:, 2]
-    return [Waypoint(pre, rot, grip, tol=0.03, max_steps=40),
+    return [Waypoint(pre, rot, grip, tol=0.05, max_steps=40, speed=0.06),
             Waypoint(pre, rot, grip, tol=0.006, max_steps=8, speed=0.03),
             Waypoint(target, rot, grip, tol=0.01, max_steps=20, speed=0.02)]
 
@@ -126,7 +128,10 @@ def _knob(site: str) -> Callable[[Scene, np.ndarray], list[Waypoint]]:
 
     def script(scene: Scene, jitter: np.ndarray) -> list[Waypoint]:
         grasp = scene.site(site) + jitter + np.array([0.0, 0.005 - FINGER_REACH, 0.0])  # tips short of the dial
-        wps = _approach(grasp, R_FORWARD, 0.025)  # a narrow opening clears the light switch next to the top knob
+        # From far away (e.g. the kettle), pass by the reset pose first: reaching the knob from other
+        # arm postures runs a wrist joint into its limit.
+        wps = [] if np.linalg.norm(scene.hand[0] - HOME) < 0.15 else [Waypoint(HOME, R_FORWARD, 0.025, tol=0.05)]
+        wps += _approach(grasp, R_FORWARD, 0.025)  # a narrow opening clears the light switch next to the top knob
         wps.append(Waypoint(grasp, R_FORWARD, CLOSE, hold=3, max_steps=6))
         for angle in (0.4, 0.8, 1.2, 1.6):
             wps.append(Waypoint(grasp, rot_y(angle) @ R_FORWARD, CLOSE, tol=0.02, max_steps=10))
