@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+pytest.importorskip("gymnasium_robotics")
+
+from polytask.data.demos import load_episodes, write_dataset
+from polytask.experts.kitchen import KitchenExpert, play_episodes
+from polytask.suites.kitchen import (
+    POLYTASK6,
+    SUBTASKS,
+    KitchenEnv,
+    UnknownSubtaskError,
+    make,
+    subtasks_of,
+)
+from tests.conftest import compose_cfg
+
+
+@pytest.mark.parametrize("obs_type", ["features", "pixels"])
+def test_env_checker_passes(obs_type):
+    env = KitchenEnv("task1", obs_type=obs_type)
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_task_names():
+    assert subtasks_of("task6") == ["microwave"] == subtasks_of("microwave")
+    assert subtasks_of("bottom-burner") == ["bottom burner"]
+    assert subtasks_of("microwave-kettle-burner-light") == ["microwave", "kettle", "bottom burner", "light switch"]
+    assert [subtasks_of(t)[0] for t in POLYTASK6] == [s for s in SUBTASKS if s != "hinge cabinet"]
+
+
+def test_unknown_subtask_lists_valid_names():
+    valid = "'toaster'.*Valid tasks:.*task1.*microwave-kettle-light-slide.*kettle"
+    with pytest.raises(UnknownSubtaskError, match=valid):
+        make("microwave-toaster", "features")
+    with pytest.raises(UnknownSubtaskError, match="repeats"):
+        subtasks_of("light-light")
+    with pytest.raises(UnknownSubtaskError, match="valid subtasks: bottom burner, top burner"):
+        next(play_episodes(None, 1, seed=0, subtasks=["toaster"]))
+
+
+def test_shapes_noise_switch_and_truncation():
+    env = make("task3", "pixels", seed=0, episode_len=5)
+    obs, info = env.reset(seed=0)
+    assert obs["pixels"].shape == (3, 84, 84) and obs["pixels"].dtype == np.uint8
+    assert obs["state"].shape == (59,) and obs["state"].dtype == np.float32
+    assert info["success"] == 0.0 and info["subtask_success"].shape == (1,)
+    truncated = False
+    for _ in range(5):
+        assert not truncated
+        obs, _, terminated, truncated, info = env.step(np.zeros(9, np.float32))
+    assert truncated and not terminated
+    env.close()
+    quiet = KitchenEnv("task3", obs_noise=False)
+    a, _ = quiet.reset(seed=0)
+    b, _ = quiet.reset(seed=1)
+    np.testing.assert_array_equal(a["state"], b["state"])  # the initial state never changes
+    noisy = KitchenEnv("task3")
+    c, _ = noisy.reset(seed=0)
+    d, _ = noisy.reset(seed=0)
+    e, _ = noisy.reset(seed=1)
+    np.testing.assert_array_equal(c["state"], d["state"])
+    assert not np.allclose(c["state"], e["state"])
+    quiet.close()
+    noisy.close()
+
+
+def test_expert_completes_two_subtasks_in_sequence():
+    env = make("light-slide", "features", seed=0)
+    expert = KitchenExpert("light-slide", env)
+    obs, info = env.reset(seed=0)
+    ret, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs))
+        ret += reward
+    assert info["success"] == 1.0 and terminated and ret == 2.0
+    assert info["completed"] == ["light switch", "slide cabinet"]
+    env.close()
+
+
+def test_play_dataset_round_trip(tmp_path):
+    episodes = list(play_episodes(None, 2, seed=3, subtasks=["light switch", "slide cabinet", "top burner"],
+                                  min_subtasks=2, max_subtasks=2, episode_len=40))
+    for ep in episodes:
+        labels = ep.infos["subtask"]
+        assert len(ep) == 40 and labels.shape == (40,) and ep.infos["num_completed"].shape == (40,)
+        assert {int(x) for x in labels} <= {SUBTASKS.index(s) for s in ep.extras["subtasks"]} | {-1}
+        assert labels[0] == SUBTASKS.index(ep.extras["subtasks"][0])
+    env = make("light", "features")
+    path = write_dataset(tmp_path, "polytask/kitchen/play-features-v0", episodes, env, "test", "play")
+    env.close()
+    loaded = load_episodes(path)
+    np.testing.assert_array_equal(loaded[1].action, episodes[1].action)
+    from minari import MinariDataset
+
+    stored = next(MinariDataset(path / "data").iterate_episodes([0]))
+    labels = episodes[0].infos["subtask"]
+    np.testing.assert_array_equal(stored.infos["subtask"], np.concatenate([labels[:1], labels]))  # reset's first
+    np.testing.assert_array_equal(loaded[0].infos["subtask"], labels)
+
+
+def test_config_builds_env_and_expert():
+    cfg = compose_cfg("suite=kitchen", "suite.task=[task4]")
+    from hydra.utils import instantiate
+
+    from polytask.suites import make_env
+
+    env = make_env(cfg.suite, "task4", "features")
+    expert = instantiate(cfg.suite.expert, task="task4", env=env)
+    obs, _ = env.reset(seed=0)
+    assert expert.act(obs).shape == (9,)
+    assert list(cfg.suite.distill_tasks) == POLYTASK6
+    env.close()
+    (episode,) = instantiate(cfg.suite.play, None, seed=0, num_episodes=1, episode_len=5)
+    assert len(episode) == 5 and 3 <= len(episode.extras["subtasks"]) <= 4
