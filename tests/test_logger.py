@@ -127,7 +127,8 @@ class _Stub:
 
 def test_train_rows_log_the_window_means(tmp_path):
     cfg = OmegaConf.create({"num_train_steps": 20, "log_every_steps": 10, "eval_every_steps": 20,
-                            "save_every_steps": 20, "resume": "never", "eval": {"video": "off"}})
+                            "save_every_steps": 20, "resume": "never", "eval": {"video": "off"},
+                            "agent": {"name": "stub"}})
     trainer = _CountingTrainer(cfg, tmp_path, _Stub(), _Stub())
     logger = Logger(tmp_path)
     trainer._loop(logger, 20)
