@@ -65,7 +65,8 @@ def pixels_pca(episodes: Sequence[Episode], components: int = 32, size: int = 16
 def _weights(path: str | None, name: str) -> dict[str, torch.Tensor]:
     """Tensors of a weights file (safetensors, or a torch file read with ``weights_only=True``: no code runs)."""
     if not path:
-        raise ConfigError(f"extract.embedding.name={name} needs its weights file: pass extract.embedding.weights=<file>")
+        raise ConfigError(f"extract.embedding.name={name} needs its weights file: pass "
+                          "extract.embedding.weights=<file>")
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"extract.embedding.weights: no {name} weights file at {file}; download it first and point "
@@ -97,10 +98,11 @@ def clip(episodes: Sequence[Episode], weights: str | None, model: str = "ViT-B-3
         raise ConfigError("extract.embedding.name=clip needs open_clip: pip install open_clip_torch") from e
     net = open_clip.create_model(model, pretrained=None)
     net.load_state_dict(state)
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
+    mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1)
+                 for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
     size = net.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    frames = [((_frames(p, size) - mean.numpy()) / std.numpy()).astype(np.float32) for p in _obs(episodes, "pixels")]
+    frames = [((_frames(p, size) - mean) / std).astype(np.float32) for p in _obs(episodes, "pixels")]
     return _encode(net.visual, frames)
 
 

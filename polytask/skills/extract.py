@@ -154,7 +154,7 @@ def true_labels(episodes: Sequence[Episode], key: str, transform: str = "none") 
             goal = np.asarray(ep.infos[key], np.float64).reshape(len(ep), -1)
             delta = goal - ep.obs["state"][:1, :goal.shape[1]]
             angle = np.arctan2(delta[:, 1], delta[:, 0])
-            out.append((np.round(angle / (np.pi / 4)).astype(np.int64) % 8))
+            out.append(np.round(angle / (np.pi / 4)).astype(np.int64) % 8)
         return out
     raise ConfigError(f"unknown extract.label_transform={transform!r}; choose none or direction")
 
