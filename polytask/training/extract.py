@@ -75,7 +75,13 @@ class ExtractSkillTrainer(OfflineTrainer):
                               f"agent.num_skills={cfg.agent.num_skills}: set extract.k={options['k']} (or delete the "
                               "dataset to discover it again with the run's extract options)")
         train, heldout = split_heldout(episodes, float(cfg.heldout_fraction))
-        buffers = [SegmentBuffer(eps, seed=cfg.seed + i) for i, eps in enumerate((train, heldout))]
+        buffers = [SegmentBuffer(train, seed=cfg.seed)]
+        try:
+            buffers.append(SegmentBuffer(heldout, seed=cfg.seed + 1))
+        except DatasetError:
+            log.warning("The held-out play episodes hold no skill segment: the held-out figures are measured on the "
+                        "training segments (raise heldout_fraction or make more play data)")
+            buffers.append(buffers[0])
         env = env_factory(cfg)(tasks_of(cfg)[0])
         try:
             agent = make_agent(cfg, env)
