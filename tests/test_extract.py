@@ -11,7 +11,7 @@ import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from polytask.agents.extract import ExtractSkillAgent
-from polytask.data.demos import Episode, dataset_path, load_episodes
+from polytask.data.demos import DatasetError, Episode, dataset_path, load_episodes
 from polytask.errors import ConfigError
 from polytask.skills.embeddings import embed_episodes
 from polytask.skills.extract import (
@@ -23,7 +23,8 @@ from polytask.skills.extract import (
     smooth_labels,
 )
 from polytask.skills.segments import SegmentBuffer
-from tests.conftest import run_script
+from polytask.training.extract import load_or_discover
+from tests.conftest import compose_cfg, run_script
 
 
 def test_median_filter_removes_flickers_and_moves_no_long_boundary():
@@ -215,3 +216,10 @@ def test_extract_entry_end_to_end_then_the_skill_model_trains_on_it(tmp_path):
     out = run_script("train.py", "agent=extract_skill", "suite=maze", "device=cpu", f"data_dir={tmp_path}",
                      "num_train_steps=1", f"hydra.run.dir={tmp_path}/run8")
     assert out.returncode == 1 and "extract.k=4" in out.stdout + out.stderr
+
+
+def test_missing_labelled_data_names_the_command_that_makes_it(tmp_path):
+    cfg = compose_cfg("agent=extract_skill", "suite=maze", f"data_dir={tmp_path}", "collect_missing_demos=false")
+    with pytest.raises(DatasetError, match=f"python extract_skills.py suite=maze obs_type=features seed=1 "
+                                           f"data_dir={tmp_path}"):
+        load_or_discover(cfg)

@@ -54,8 +54,10 @@ def _frames(pixels: np.ndarray, size: int) -> np.ndarray:
 
 def pixels_pca(episodes: Sequence[Episode], components: int = 32, size: int = 16, seed: int = 0) -> list[np.ndarray]:
     """PCA (``components``) of the frames downsampled to ``size``×``size``, fitted on all of them."""
-    from sklearn.decomposition import PCA
-
+    try:
+        from sklearn.decomposition import PCA
+    except ImportError as e:
+        raise ConfigError("extract.embedding.name=pixels_pca needs scikit-learn: pip install scikit-learn") from e
     frames = [_frames(p, size).reshape(len(p), -1) for p in _obs(episodes, "pixels")]
     flat = np.concatenate(frames)
     pca = PCA(n_components=min(components, *flat.shape), random_state=seed).fit(flat)

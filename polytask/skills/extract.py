@@ -24,12 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from polytask.data.demos import Episode, dataset_id, dataset_path
 from polytask.errors import ConfigError
 
 log = logging.getLogger("polytask")
+
+
+def _sklearn():
+    """Import scikit-learn (and SciPy, which it brings), or raise a ConfigError saying how to install it."""
+    try:
+        import scipy.ndimage
+        import sklearn.cluster
+        import sklearn.metrics
+    except ImportError as e:
+        raise ConfigError("EXTRACT's skill discovery needs scikit-learn: pip install scikit-learn "
+                          "(or pip install \"polytask[decorator]\")") from e
+    return sklearn, scipy
 
 
 def extract_dataset_id(suite: str, obs_type: str) -> str:
@@ -45,7 +56,8 @@ def smooth_labels(labels: np.ndarray, window: int = 7) -> np.ndarray:
     """
     if window < 1 or window % 2 == 0:
         raise ConfigError(f"extract.median_window must be a positive odd number, got {window}")
-    return median_filter(np.asarray(labels, np.int64), size=window, mode="nearest")
+    _, scipy = _sklearn()
+    return scipy.ndimage.median_filter(np.asarray(labels, np.int64), size=window, mode="nearest")
 
 
 @dataclass(frozen=True)
@@ -101,14 +113,13 @@ def cluster(features: Sequence[np.ndarray], k: int = 8, seed: int = 0, standardi
     Raises:
         ConfigError: if there are fewer steps than clusters.
     """
-    from sklearn.cluster import MiniBatchKMeans
-
+    sklearn, _ = _sklearn()
     x = np.concatenate(features).astype(np.float64)
     if len(x) < k:
         raise ConfigError(f"{len(x)} play steps cannot make extract.k={k} clusters; make more play data")
     if standardize:
         x = (x - x.mean(0)) / np.where(x.std(0) > 1e-8, x.std(0), 1.0)
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(x)
+    km = sklearn.cluster.MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3).fit(x)
     return np.split(km.labels_.astype(np.int64), np.cumsum([len(f) for f in features])[:-1])
 
 
@@ -122,8 +133,7 @@ def quality(predicted: np.ndarray, truth: np.ndarray) -> dict:
     """How well cluster labels int (N,) match recorded labels int (N,): the adjusted Rand index
     (``ari``), ``purity`` (the share of steps whose cluster's most common recorded label is theirs) and
     per cluster its size and purity (``clusters``: {label: {"steps", "purity", "majority"}})."""
-    from sklearn.metrics import adjusted_rand_score
-
+    sklearn, _ = _sklearn()
     predicted, truth = np.asarray(predicted), np.asarray(truth)
     per, hits = {}, 0
     for c in np.unique(predicted):
@@ -131,8 +141,8 @@ def quality(predicted: np.ndarray, truth: np.ndarray) -> dict:
         hits += counts.max()
         per[int(c)] = {"steps": int(counts.sum()), "purity": float(counts.max() / counts.sum()),
                        "majority": int(values[counts.argmax()])}
-    return {"ari": float(adjusted_rand_score(truth, predicted)), "purity": float(hits / max(len(truth), 1)),
-            "clusters": per}
+    return {"ari": float(sklearn.metrics.adjusted_rand_score(truth, predicted)),
+            "purity": float(hits / max(len(truth), 1)), "clusters": per}
 
 
 def true_labels(episodes: Sequence[Episode], key: str, transform: str = "none") -> list[np.ndarray] | None:
