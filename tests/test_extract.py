@@ -193,7 +193,8 @@ def test_acting_keeps_a_skill_until_its_progress_ends_it():
 
 def test_extract_entry_end_to_end_then_the_skill_model_trains_on_it(tmp_path):
     pytest.importorskip("gymnasium_robotics")
-    out = run_script("extract_skills.py", f"data_dir={tmp_path}", "play.num_episodes=4", "extract.k=4")
+    out = run_script("extract_skills.py", f"data_dir={tmp_path}", "play.num_episodes=4", "extract.k=4",
+                     f"hydra.run.dir={tmp_path}/extract")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     folder = dataset_path(tmp_path, "polytask/maze/extract-features-v0")
     episodes = load_episodes(folder)
