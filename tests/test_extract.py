@@ -1,6 +1,6 @@
 """EXTRACT: skill discovery (median filter, segmentation, clustering, the entry script end to end) and
 the skill model (its KL, cross-entropy and NLL against torch.distributions, its losses falling on maze
-play data, acting with skills until their predicted progress ends them)."""
+play data, acting with plans that the predicted progress ends)."""
 
 import csv
 import json
@@ -170,25 +170,26 @@ def test_skill_model_losses_fall_on_maze_play_data(maze_play):
                             "argument_nll"}
 
 
-def test_acting_keeps_a_skill_until_its_progress_ends_it():
+def test_acting_runs_each_plan_until_its_progress_ends_it():
     agent, buffer = segment_batch()
+    np.testing.assert_array_equal(agent.plan_length(np.array([[0.1, 0.5, 0.95, 0.99], [0.1, 0.2, 0.3, 0.4]])), [3, 4])
     for _ in range(200):
         agent.update(buffer.sample(32))
     agent.train(False)
     obs = {"state": buffer.state[:3, 0], "env_index": np.arange(3), "is_first": np.ones(3, bool)}
     first = agent.act(obs)
-    skill, z = agent._skill[:3].copy(), agent._z[:3].copy()
+    skill, z, plan, length = agent._skill[:3].copy(), agent._z[:3].copy(), agent._plan[:3].copy(), agent._plan_len[:3]
     assert np.abs(z).max() < agent.z_bound and first.dtype == np.float32 and np.abs(first).max() <= 1
-    action, progress = agent.decode(obs, skill, z)
-    np.testing.assert_allclose(first, action)
-    np.testing.assert_array_equal(agent._done[:3], progress >= agent.progress_done)
-    steps = 1
-    while not agent._done[0] and steps < agent.max_skill_len:
-        agent.act({**obs, "is_first": np.zeros(3, bool)})
-        assert agent._skill[0] == skill[0] and np.array_equal(agent._z[0], z[0])  # the same skill until it ends
-        steps += 1
+    actions, progress = agent.decode(skill, z)
+    np.testing.assert_allclose(first, actions[:, 0])
+    np.testing.assert_array_equal(length, agent.plan_length(progress))
+    for t in range(1, int(length[0])):  # the plan's actions, whatever the state
+        action = agent.act({**obs, "state": np.random.default_rng(t).normal(size=(3, 4)).astype(np.float32),
+                            "is_first": np.zeros(3, bool)})
+        np.testing.assert_allclose(action[0], plan[0, t])
+        assert agent._skill[0] == skill[0] and np.array_equal(agent._z[0], z[0])
     agent.act({**obs, "is_first": np.zeros(3, bool)})
-    assert agent._age[0] == 1  # a new skill was drawn
+    assert agent._pos[0] == 1  # the plan was used up: a new skill and plan
 
 
 def test_extract_entry_end_to_end_then_the_skill_model_trains_on_it(tmp_path):

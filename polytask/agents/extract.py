@@ -1,10 +1,11 @@
 """EXTRACT's skill model (Zhang et al. 2024, "EXTRACT: Efficient Policy Learning by Extracting
 Transferable Robot Skills from Offline Data", §3.2), trained on the skill segments that
 :mod:`polytask.skills.extract` finds in play data. A skill is a discrete id k (K clusters) with a
-continuous argument z (5-d, bounded to ±bound by z = bound·tanh(u)). Per segment (s_1:L, a_1:L, k,
-progress_1:L):
+continuous argument z (5-d, bounded to ±bound by z = bound·tanh(u)); the decoder turns (z, k) into a
+plan of actions with the progress through the skill (open-loop, as EXTRACT's). Per segment
+(s_1, a_1:L, k, progress_1:L):
 
-    L = Σ_t ½‖π_a(s_t, z, k) − a_t‖² + Σ_t (π_p(s_t, z, k) − progress_t)² + β·KL(q(u | a, k) ‖ N(0, I))
+    L = Σ_t ½‖π_a(z, k)_t − a_t‖² + Σ_t (π_p(z, k)_t − progress_t)² + β·KL(q(u | a, k) ‖ N(0, I))
         − log p(k | s_1) − log p(ū | s_1, k),      u ~ q, z = bound·tanh(u),
 
 with means over the segment's steps, β = 1e-3 and ū = u detached, so the priors follow the
@@ -12,9 +13,9 @@ posterior without shaping it. The KL is taken over u: a KL is unchanged by the s
 (tanh) applied to both distributions, so it equals the KL over the bounded z. The action term is a
 unit-variance Gaussian NLL up to a constant (as SPiRL's).
 
-Acting: at an episode start, when the decoder's progress reaches ``progress_done`` or after
-``max_skill_len`` steps, a new skill k ~ p(k | s), z ~ p(z | s, k) is drawn; the decoder then acts
-closed-loop.
+Acting: at an episode start and whenever the current plan is used up, a new skill k ~ p(k | s),
+z ~ p(z | s, k) is drawn and decoded into a plan of ``max_skill_len`` actions, cut after the first
+step whose progress reaches ``progress_done`` (EXTRACT's termination); the plan is then executed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from polytask.nets.skills import GaussianMLP, gaussian_kl, gaussian_nll, rsample
 
 
 class ExtractModel(nn.Module):
-    """The state normaliser (buffers, fitted on the play data), q(u | a, k), π(a, progress | s, z, k),
+    """The state normaliser (buffers, fitted on the play data), q(u | a, k), π(a_1:L, progress_1:L | z, k),
     p(k | s) (logits MLP) and p(u | s, k)."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_skills: int, z_dim: int, hidden_dim: int,
@@ -44,7 +45,7 @@ class ExtractModel(nn.Module):
         super().__init__()
         self.normalizer = MinMaxNormalizer(obs_dim)
         self.encoder = ArgumentEncoder(action_dim, num_skills, z_dim, hidden_dim)
-        self.decoder = SkillDecoder(obs_dim, z_dim, num_skills, action_dim, hidden_dim, hidden_depth)
+        self.decoder = SkillDecoder(z_dim, num_skills, action_dim, hidden_dim)
         self.skill_prior = mlp(obs_dim, hidden_dim, num_skills, hidden_depth)
         self.argument_prior = GaussianMLP(obs_dim + num_skills, z_dim, hidden_dim, hidden_depth)
 
@@ -61,11 +62,11 @@ class ExtractSkillAgent(Agent):
         num_skills: K, the discovered skills (EXTRACT: 8); must match the labelled data.
         z_dim: the argument size (EXTRACT: 5).
         z_bound: arguments lie in (−z_bound, z_bound) (EXTRACT/SPiRL: 2).
-        hidden_dim, hidden_depth: LSTM and MLP width, hidden layers of the MLPs.
+        hidden_dim, hidden_depth: LSTM and MLP width, hidden layers of the prior MLPs.
         lr: Adam learning rate.
         beta: KL weight (EXTRACT: 1e-3).
-        max_skill_len: acting runs a skill at most this many steps (the longest segment: 30).
-        progress_done: acting draws a new skill once the predicted progress reaches this.
+        max_skill_len: the longest plan acting decodes (the longest segment: 30).
+        progress_done: a plan ends at the first step whose predicted progress reaches this.
         eval_mean_skill: in ``eval_mode`` take the most likely skill and the prior's mean argument.
     """
 
@@ -124,9 +125,7 @@ class ExtractSkillAgent(Agent):
         onehot = self._onehot(skill)
         mean_u, log_std_u = self.model.encoder(actions, onehot, batch["length"])
         u = rsample(mean_u, log_std_u)
-        steps = states.shape[1]
-        pred, progress = self.model.decoder(states, self.squash(u)[:, None].expand(-1, steps, -1),
-                                            onehot[:, None].expand(-1, steps, -1))
+        pred, progress = self.model.decoder(self.squash(u), onehot, actions.shape[1])
         n = mask.sum()
         sq = (pred - actions).pow(2)
         action_nll = (0.5 * sq.sum(-1) * mask).sum() / n
@@ -167,17 +166,24 @@ class ExtractSkillAgent(Agent):
         return k.cpu().numpy(), self.squash(m if mean else rsample(m, log_std)).cpu().numpy()
 
     @torch.no_grad()
-    def decode(self, obs: dict[str, np.ndarray], skill: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The decoder at ``obs["state"]`` float32 (B, D) for skills int64 (B,) and arguments float32
-        (B, Z): actions float32 (B, A) clipped to [-1, 1] and progress float32 (B,)."""
-        s = self.model.normalizer(torch.as_tensor(np.asarray(obs["state"], np.float32), device=self.device))
+    def decode(self, skill: np.ndarray, z: np.ndarray, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's plans for skills int64 (B,) and arguments float32 (B, Z): actions float32
+        (B, L, A) clipped to [-1, 1] and progress float32 (B, L), L = ``steps`` (default ``max_skill_len``)."""
         z = torch.as_tensor(np.asarray(z, np.float32), device=self.device)
-        action, progress = self.model.decoder(s, z, self._onehot(torch.as_tensor(skill)))
+        action, progress = self.model.decoder(z, self._onehot(torch.as_tensor(np.asarray(skill))),
+                                              steps or self.max_skill_len)
         return action.clamp(-1.0, 1.0).cpu().numpy(), progress.cpu().numpy()
+
+    def plan_length(self, progress: np.ndarray) -> np.ndarray:
+        """Steps of each plan run: up to and including the first whose progress float32 (B, L) reaches
+        ``progress_done``, else all L. int64 (B,)."""
+        done = progress >= self.progress_done
+        return np.where(done.any(-1), done.argmax(-1) + 1, progress.shape[-1]).astype(np.int64)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:
-        """Closed-loop skill execution per env (see the module docstring).
+        """Per env, the next action of its current plan; a new skill and plan at an episode start and
+        when the plan is used up (see the module docstring).
 
         Args:
             obs: ``state`` float32 (B, D); optionally ``env_index`` int64 (B,) and ``is_first`` bool (B,).
@@ -189,25 +195,29 @@ class ExtractSkillAgent(Agent):
         """
         state = np.asarray(obs["state"], np.float32)
         idx, first = env_slots(obs, len(state))
-        if int(idx.max()) >= len(self._age):
-            grow = int(idx.max()) + 1 - len(self._age)
+        if int(idx.max()) >= len(self._pos):
+            grow = int(idx.max()) + 1 - len(self._pos)
             self._skill = np.concatenate([self._skill, np.zeros(grow, np.int64)])
             self._z = np.concatenate([self._z, np.zeros((grow, self.z_dim), np.float32)])
-            self._age = np.concatenate([self._age, np.full(grow, self.max_skill_len, np.int64)])
-            self._done = np.concatenate([self._done, np.ones(grow, bool)])
-        need = first | self._done[idx] | (self._age[idx] >= self.max_skill_len)
+            self._plan = np.concatenate([self._plan, np.zeros((grow, self.max_skill_len, self.action_dim), np.float32)])
+            self._plan_len = np.concatenate([self._plan_len, np.zeros(grow, np.int64)])
+            self._pos = np.concatenate([self._pos, np.zeros(grow, np.int64)])
+        need = first | (self._pos[idx] >= self._plan_len[idx])
         if need.any():
             k, z = self.sample_skill(state[need], mean=eval_mode and self.eval_mean_skill)
-            self._skill[idx[need]], self._z[idx[need]], self._age[idx[need]] = k, z, 0
-        action, progress = self.decode({"state": state}, self._skill[idx], self._z[idx])
-        self._age[idx] += 1
-        self._done[idx] = progress >= self.progress_done
+            plan, progress = self.decode(k, z)
+            slots = idx[need]
+            self._skill[slots], self._z[slots], self._plan[slots] = k, z, plan
+            self._plan_len[slots], self._pos[slots] = self.plan_length(progress), 0
+        action = self._plan[idx, self._pos[idx]]
+        self._pos[idx] += 1
         return action.astype(np.float32)
 
     def reset(self) -> None:
         """Forget every env's current skill."""
-        self._skill, self._age = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._z, self._done = np.zeros((0, self.z_dim), np.float32), np.zeros(0, bool)
+        self._skill, self._z = np.zeros(0, np.int64), np.zeros((0, self.z_dim), np.float32)
+        self._plan = np.zeros((0, self.max_skill_len, self.action_dim), np.float32)  # (N, L, A) each env's plan
+        self._plan_len, self._pos = np.zeros(0, np.int64), np.zeros(0, np.int64)  # its length, the next step
 
     def train(self, training: bool = True) -> None:
         self.model.train(training)

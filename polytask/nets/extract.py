@@ -4,8 +4,8 @@ clusters) with a continuous argument z.
 - :class:`ArgumentEncoder` q(z | a_1:L, k): an LSTM over a segment's actions, each with the one-hot
   skill, its output at the segment's last step mapped to a diagonal Gaussian over the unsquashed
   argument u (z = bound·tanh(u)).
-- :class:`SkillDecoder` π(a_t, progress_t | s_t, z, k): closed-loop, an MLP on the state, the argument
-  and the one-hot skill, to the action mean and the progress through the skill (sigmoid, 0–1).
+- :class:`SkillDecoder` π(a_1:L, progress_1:L | z, k): open-loop, an LSTM fed the argument and the
+  one-hot skill at every step, to the action means and the progress through the skill (sigmoid, 0–1).
 - priors: p(k | s) a categorical MLP (logits), p(z | s, k) a Gaussian MLP over u
   (:class:`polytask.nets.skills.GaussianMLP` on [s, one-hot k]).
 """
@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from polytask.nets.mlp import mlp
 from polytask.nets.skills import LOG_STD_MAX, LOG_STD_MIN
 
 
@@ -42,17 +41,20 @@ class ArgumentEncoder(nn.Module):
 
 
 class SkillDecoder(nn.Module):
-    """π(a_t, progress_t | s_t, z, k).
+    """π(a_1:L, progress_1:L | z, k), open-loop as EXTRACT's: an LSTM whose input at every step is the
+    argument and the one-hot skill, its outputs mapped to the action means and the progress through
+    the skill (sigmoid, 0–1).
 
-    Input: states float32 (..., D), arguments float32 (..., Z), one-hot skills float32 (..., K).
-    Output: action means float32 (..., A) (unbounded; acting clips them) and progress float32 (...) in (0, 1).
+    Input: arguments float32 (B, Z), one-hot skills float32 (B, K), ``steps`` L. Output: action means
+    float32 (B, L, A) (unbounded; acting clips them) and progress float32 (B, L) in (0, 1).
     """
 
-    def __init__(self, obs_dim: int, z_dim: int, num_skills: int, action_dim: int, hidden_dim: int,
-                 hidden_depth: int):
+    def __init__(self, z_dim: int, num_skills: int, action_dim: int, hidden_dim: int):
         super().__init__()
-        self.net = mlp(obs_dim + z_dim + num_skills, hidden_dim, action_dim + 1, hidden_depth)
+        self.lstm = nn.LSTM(z_dim + num_skills, hidden_dim, batch_first=True)
+        self.head = nn.Linear(hidden_dim, action_dim + 1)
 
-    def forward(self, states: torch.Tensor, z: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(torch.cat([states, z, onehot], dim=-1))
+    def forward(self, z: torch.Tensor, onehot: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(torch.cat([z, onehot], dim=-1)[:, None].expand(-1, steps, -1))
+        out = self.head(out)
         return out[..., :-1], torch.sigmoid(out[..., -1])
