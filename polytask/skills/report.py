@@ -36,14 +36,18 @@ def _examples(found, k: int, n: int = EXAMPLES, seed: int = 0) -> dict[int, list
 
 
 def frame_strip(episodes: Sequence[Episode], found, k: int, path: Path) -> None:
-    """clusters.png from pixel observations: k rows of the middle frames of example segments."""
+    """clusters.png from pixel observations: k rows of the middle frames of example segments (frames
+    smaller than 64 pixels enlarged by an integer factor)."""
     import imageio.v3 as iio
 
     h, w = episodes[0].obs["pixels"].shape[-2:]
+    scale = max(1, 64 // min(h, w))
+    h, w = h * scale, w * scale
     grid = np.full((k * (h + 2), EXAMPLES * (w + 2), 3), 255, np.uint8)
     for c, segs in _examples(found, k).items():
         for j, s in enumerate(segs):
             frame = episodes[s.episode].obs["pixels"][(s.start + s.stop) // 2][-3:].transpose(1, 2, 0)
+            frame = frame.repeat(scale, 0).repeat(scale, 1)
             grid[c * (h + 2):c * (h + 2) + h, j * (w + 2):j * (w + 2) + w] = frame
     iio.imwrite(path, grid)
 
