@@ -7,7 +7,8 @@ what its trainer class passes (a distillation student's goals, a residual agent'
 from an exported BC file). Its updates get the batches its trainer class gives: replay batches for
 :class:`OnlineTrainer`, demo windows for :class:`WindowTrainer` (after ``fit_dataset``; the skill
 agents' windows, a skill posterior keeping its freshly initialised skill model), half demo and half
-play states with their labels for :class:`DiscriminatorTrainer`, demo batches for
+play states with their labels for :class:`DiscriminatorTrainer`, skill segments planted in the episodes
+(:func:`planted_skills`) for :class:`ExtractSkillTrainer`, demo batches for
 :class:`OfflineTrainer` and its other subclasses.
 """
 
@@ -30,8 +31,10 @@ from polytask.data.demos import Episode
 from polytask.data.goals import image_goals, onehot_goals
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
+from polytask.skills.segments import SegmentBuffer
 from polytask.training.demos import frame_stack_of
 from polytask.training.distill import DistillTrainer
+from polytask.training.extract import ExtractSkillTrainer
 from polytask.training.inputs import base_policy as load_base_policy
 from polytask.training.inputs import make_agent
 from polytask.training.offline import OfflineTrainer, WindowTrainer
@@ -137,6 +140,17 @@ def synthetic_episodes(seed: int = 0, per_task: int = 2, length: int = 12) -> di
     return episodes
 
 
+def planted_skills(episodes: dict[int, list[Episode]], num_skills: int, length: int = 6) -> list[Episode]:
+    """The episodes with skill labels as skill discovery writes them: consecutive ``length``-step
+    segments, labelled in turn 0, 1, ... (mod ``num_skills``), with progress 0..1 through each."""
+    out = []
+    for ep in (ep for eps in episodes.values() for ep in eps):
+        t = np.arange(len(ep))
+        infos = {"skill": (t // length) % num_skills, "progress": ((t % length) / (length - 1)).astype(np.float32)}
+        out.append(Episode(**{**ep.__dict__, "infos": infos}))
+    return out
+
+
 def _filled_replay(cfg, agent, episodes: dict[int, list[Episode]]) -> ReplayBuffer:
     """A replay buffer holding ``episodes``, each observation with the agent's ``observe`` extras
     (the residual agent's base actions), as the online trainer stores them."""
@@ -177,6 +191,10 @@ def batch_sampler(cfg, agent, episodes: dict[int, list[Episode]] | None = None) 
         demo, play = (DemoBuffer({0: episodes[i]}, ("state",), seed=int(cfg.seed) + i) for i in (0, 1))
         agent.fit_dataset(np.concatenate([demo.obs["state"], play.obs["state"]]))
         return lambda: labelled_batch(demo, play, BATCH_SIZE)
+    if issubclass(trainer, ExtractSkillTrainer):
+        segments = SegmentBuffer(planted_skills(episodes, int(cfg.agent.num_skills)), seed=int(cfg.seed))
+        agent.fit_dataset(segments.states())
+        return lambda: segments.sample(BATCH_SIZE)
     if issubclass(trainer, WindowTrainer):
         agent.fit_dataset(buffer.obs["state"], buffer.action)
         return lambda: buffer.sample_windows(BATCH_SIZE, *agent.window)

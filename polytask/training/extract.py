@@ -1,0 +1,109 @@
+"""Offline trainer of EXTRACT's skill model (``agent=extract_skill``) on the skill segments of the
+suite's labelled play data (``extract_skills.py``; made first, with the run's ``extract`` options,
+when missing)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from polytask.data.demos import DatasetError, load_episodes, read_metadata
+from polytask.errors import ConfigError, require_features
+from polytask.skills.extract import discover, extract_path
+from polytask.skills.segments import SegmentBuffer
+from polytask.training.inputs import make_agent
+from polytask.training.logger import Logger
+from polytask.training.offline import OfflineTrainer
+from polytask.training.run import env_factory, make_evaluator, tasks_of
+from polytask.training.skills import split_heldout
+
+log = logging.getLogger("polytask")
+
+
+def extract_command(cfg: DictConfig) -> str:
+    """The ``extract_skills.py`` command that makes the run's labelled play data."""
+    return (f"python extract_skills.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
+            f"data_dir={cfg.data_dir}")
+
+
+def load_or_discover(cfg: DictConfig) -> tuple[list, dict]:
+    """The labelled play episodes and the discovery options they were made with, discovered first
+    (:func:`polytask.skills.extract.discover`) when missing and ``cfg.collect_missing_demos``.
+
+    Raises:
+        DatasetError: if they are missing and may not be made (the message gives the command).
+    """
+    path, cmd = extract_path(cfg), extract_command(cfg)
+    if not (path / "data" / "metadata.json").exists():
+        if not cfg.collect_missing_demos:
+            raise DatasetError(f"No skill-labelled play data at {path}. Make it with:\n  {cmd}")
+        log.info(f"Skill-labelled play data missing at {path}: discovering skills first ({cmd})")
+        discover(cfg)
+    options = read_metadata(path).get("polytask", {}).get("extract", {})
+    return load_episodes(path, obs_keys=("state",), make_cmd=cmd), options
+
+
+class ExtractSkillTrainer(OfflineTrainer):
+    """Trains the skill model on segment batches of all but the last ``cfg.heldout_fraction`` of the
+    labelled play episodes. Each evaluation runs skills drawn from the priors in the run's task
+    (``eval.csv``) and scores up to ``cfg.heldout_windows`` held-out segments (``heldout.csv``,
+    ``heldout_*`` in ``results.json``). The weights go to ``<data_dir>/weights/extract_skill/<suite>/
+    play-<obs_type>-seed<seed>[-<settings>].pt``: they depend on the play data, not the run's task."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator, buffer: SegmentBuffer,
+                 heldout: SegmentBuffer):
+        super().__init__(cfg, run_dir, agent, evaluator, buffer)
+        self.heldout_batch = heldout.get(list(range(min(len(heldout), int(cfg.heldout_windows)))))
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> ExtractSkillTrainer:
+        """The labelled play data (discovered first where missing), split into training and held-out
+        episodes, and the agent with its normaliser fitted on the training segments' states.
+
+        Raises:
+            ConfigError: for ``obs_type`` other than ``features``, or an ``agent.num_skills`` other than
+                the number of clusters the data was labelled with.
+            DatasetError: as :func:`load_or_discover`.
+        """
+        require_features(cfg.agent.name, cfg.obs_type)
+        episodes, options = load_or_discover(cfg)
+        if "k" in options and int(options["k"]) != int(cfg.agent.num_skills):
+            raise ConfigError(f"the skill-labelled play data at {extract_path(cfg)} has {options['k']} skills but "
+                              f"agent.num_skills={cfg.agent.num_skills}: set extract.k={options['k']} (or delete the "
+                              "dataset to discover it again with the run's extract options)")
+        train, heldout = split_heldout(episodes, float(cfg.heldout_fraction))
+        buffers = [SegmentBuffer(train, seed=cfg.seed)]
+        try:
+            buffers.append(SegmentBuffer(heldout, seed=cfg.seed + 1))
+        except DatasetError:
+            log.warning("The held-out play episodes hold no skill segment: the held-out figures are measured on the "
+                        "training segments (raise heldout_fraction or make more play data)")
+            buffers.append(buffers[0])
+        env = env_factory(cfg)(tasks_of(cfg)[0])
+        try:
+            agent = make_agent(cfg, env)
+        finally:
+            env.close()
+        agent.fit_dataset(buffers[0].states())
+        log.info(f"Skill segments: {len(buffers[0])} for training, {len(buffers[1])} held out")
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers)
+
+    def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
+        """The env evaluation of :class:`Trainer`, then the held-out segment losses (``heldout``)."""
+        metrics = super().evaluate(logger, final)
+        self.agent.train(False)
+        try:
+            heldout = self.agent.score(self.heldout_batch)
+        finally:
+            self.agent.train(True)
+        logger.log("heldout", heldout, self.step)
+        self.last_eval = {**metrics, **{f"heldout_{k}": v for k, v in heldout.items()}}
+        return self.last_eval
+
+    def weights_file(self) -> Path:
+        tag = str(self.cfg.get("weights_tag") or "")
+        name = f"play-{self.cfg.obs_type}-seed{self.cfg.seed}{'-' if tag else ''}{tag}.pt"
+        return Path(self.cfg.data_dir) / "weights" / "extract_skill" / self.cfg.suite.name / name
