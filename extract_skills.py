@@ -14,7 +14,7 @@ from polytask.cli import run_entry
 
 @hydra.main(config_path="cfgs", config_name="config_extract", version_base="1.3")
 def main(cfg):
-    from polytask.skills.extract import discover
+    from polytask.training.extract import discover
 
     run_entry(discover, cfg)
 

@@ -210,49 +210,6 @@ def labelled_episodes(episodes: Sequence[Episode], found: Discovery) -> list[Epi
             for ep, s, p in zip(episodes, found.skill, found.progress)]
 
 
-def discover(cfg) -> Path:
-    """Run skill discovery on the run's play data (made first where missing, as the skill-model
-    trainers do) with the options of ``cfg.extract``; write the labelled dataset
-    (:func:`extract_dataset_id`) and, in its folder, ``segments.csv``, ``clusters.png`` and
-    ``quality.json`` (:func:`polytask.skills.report.write_report`). Returns the dataset folder."""
-    from omegaconf import OmegaConf
-
-    from polytask.data.demos import write_dataset
-    from polytask.skills.report import write_report
-    from polytask.training.run import env_factory, tasks_of
-    from polytask.training.skills import load_or_make_play
-
-    opts = cfg.extract
-    env = env_factory(cfg)(tasks_of(cfg)[0])
-    try:
-        t = time.perf_counter()
-        episodes = load_or_make_play(cfg, env)
-        load_seconds = time.perf_counter() - t
-    finally:
-        env.close()
-    embedding = OmegaConf.to_container(opts.embedding, resolve=True)
-    found = discover_skills(episodes, int(opts.k), int(opts.median_window), int(opts.min_len), int(opts.max_len),
-                            bool(opts.standardize), int(cfg.seed), embedding)
-    found.seconds = {"load": load_seconds, **found.seconds}
-    t = time.perf_counter()
-    options = OmegaConf.to_container(opts, resolve=True)
-    ds_id = extract_dataset_id(cfg.suite.name, cfg.obs_type)
-    steps = sum(len(ep) for ep in episodes)
-    kept = sum(len(s) for s in found.segments)
-    path = write_dataset(cfg.data_dir, ds_id, labelled_episodes(episodes, found), env=None,
-                         algorithm_name="polytask EXTRACT skill discovery",
-                         description=f"{cfg.suite.name} play data with EXTRACT skill labels ({len(found.segments)} "
-                                     f"segments, {kept}/{steps} steps)",
-                         extra_metadata={"suite": cfg.suite.name, "obs_type": cfg.obs_type, "seed": int(cfg.seed),
-                                         "extract": options, "segments": len(found.segments), "steps": steps,
-                                         "kept_steps": kept})
-    found.seconds["write"] = time.perf_counter() - t
-    truth = true_labels(episodes, str(opts.label_key or ""), str(opts.label_transform))
-    report = write_report(path, episodes, found, truth, int(opts.k), options)
-    log.info(f"{len(found.segments)} skill segments ({kept} of {steps} steps) -> {path}\n{report}")
-    return path
-
-
 def extract_path(cfg) -> Path:
     """Where :func:`discover` writes the run's labelled play data."""
     return dataset_path(cfg.data_dir, extract_dataset_id(cfg.suite.name, cfg.obs_type))

@@ -5,20 +5,22 @@ when missing)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from polytask.data.demos import DatasetError, load_episodes, read_metadata
+from polytask.data.demos import DatasetError, load_episodes, read_metadata, write_dataset
 from polytask.errors import ConfigError, require_features
-from polytask.skills.extract import discover, extract_path
+from polytask.skills.extract import discover_skills, extract_dataset_id, extract_path, labelled_episodes, true_labels
+from polytask.skills.report import write_report
 from polytask.skills.segments import SegmentBuffer
 from polytask.training.inputs import make_agent
 from polytask.training.logger import Logger
 from polytask.training.offline import OfflineTrainer
 from polytask.training.run import env_factory, make_evaluator, tasks_of
-from polytask.training.skills import split_heldout
+from polytask.training.skills import load_or_make_play, split_heldout
 
 log = logging.getLogger("polytask")
 
@@ -44,6 +46,42 @@ def load_or_discover(cfg: DictConfig) -> tuple[list, dict]:
         discover(cfg)
     options = read_metadata(path).get("polytask", {}).get("extract", {})
     return load_episodes(path, obs_keys=("state",), make_cmd=cmd), options
+
+
+def discover(cfg) -> Path:
+    """Run skill discovery on the run's play data (made first where missing, as the skill-model
+    trainers do) with the options of ``cfg.extract``; write the labelled dataset
+    (:func:`polytask.skills.extract.extract_dataset_id`) and, in its folder, ``segments.csv``, ``clusters.png`` and
+    ``quality.json`` (:func:`polytask.skills.report.write_report`). Returns the dataset folder."""
+    opts = cfg.extract
+    env = env_factory(cfg)(tasks_of(cfg)[0])
+    try:
+        t = time.perf_counter()
+        episodes = load_or_make_play(cfg, env)
+        load_seconds = time.perf_counter() - t
+    finally:
+        env.close()
+    embedding = OmegaConf.to_container(opts.embedding, resolve=True)
+    found = discover_skills(episodes, int(opts.k), int(opts.median_window), int(opts.min_len), int(opts.max_len),
+                            bool(opts.standardize), int(cfg.seed), embedding)
+    found.seconds = {"load": load_seconds, **found.seconds}
+    t = time.perf_counter()
+    options = OmegaConf.to_container(opts, resolve=True)
+    ds_id = extract_dataset_id(cfg.suite.name, cfg.obs_type)
+    steps = sum(len(ep) for ep in episodes)
+    kept = sum(len(s) for s in found.segments)
+    path = write_dataset(cfg.data_dir, ds_id, labelled_episodes(episodes, found), env=None,
+                         algorithm_name="polytask EXTRACT skill discovery",
+                         description=f"{cfg.suite.name} play data with EXTRACT skill labels ({len(found.segments)} "
+                                     f"segments, {kept}/{steps} steps)",
+                         extra_metadata={"suite": cfg.suite.name, "obs_type": cfg.obs_type, "seed": int(cfg.seed),
+                                         "extract": options, "segments": len(found.segments), "steps": steps,
+                                         "kept_steps": kept})
+    found.seconds["write"] = time.perf_counter() - t
+    truth = true_labels(episodes, str(opts.label_key or ""), str(opts.label_transform))
+    report = write_report(path, episodes, found, truth, int(opts.k), options)
+    log.info(f"{len(found.segments)} skill segments ({kept} of {steps} steps) -> {path}\n{report}")
+    return path
 
 
 class ExtractSkillTrainer(OfflineTrainer):
