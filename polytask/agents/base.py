@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 
 class Agent(abc.ABC):
@@ -110,3 +111,26 @@ class Agent(abc.ABC):
         """Re-initialise the networks, keeping the data (periodic resets, ``reset_every_steps``);
         agents that implement it set :attr:`can_reset_networks`."""
         raise NotImplementedError(f"{type(self).__name__} cannot reset its networks")
+
+
+class LossAgent(Agent):
+    """An agent trained by one step of its optimiser ``self.opt`` on :meth:`losses` per update
+    (offline models: skill VAEs and priors)."""
+
+    @abc.abstractmethod
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise (a scalar tensor) and its parts as floats, on ``batch``."""
+
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+        """One optimiser step on :meth:`losses`; returns ``loss`` and its parts."""
+        loss, parts = self.losses(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), **parts}
+
+    @torch.no_grad()
+    def score(self, batch: dict[str, Any]) -> dict[str, float]:
+        """:meth:`losses` on held-out data, without learning (``loss`` and its parts)."""
+        loss, parts = self.losses(batch)
+        return {"loss": loss.item(), **parts}

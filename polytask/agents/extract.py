@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polytask.agents.base import Agent
+from polytask.agents.base import LossAgent
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import require_features
 from polytask.nets.extract import ArgumentEncoder, SkillDecoder
@@ -50,7 +50,7 @@ class ExtractModel(nn.Module):
         self.argument_prior = GaussianMLP(obs_dim + num_skills, z_dim, hidden_dim, hidden_depth)
 
 
-class ExtractSkillAgent(Agent):
+class ExtractSkillAgent(LossAgent):
     """EXTRACT's skill model (see the module docstring), trained with Adam on segment batches of
     :class:`polytask.skills.segments.SegmentBuffer`.
 
@@ -140,20 +140,6 @@ class ExtractSkillAgent(Agent):
                       "progress_mse": progress_mse.item(), "kl": kl.item(), "skill_ce": skill_ce.item(),
                       "skill_accuracy": (logits.argmax(-1) == skill).float().mean().item(),
                       "argument_nll": argument_nll.item()}
-
-    def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
-        """One Adam step on :meth:`losses`. Returns ``loss`` and its parts."""
-        loss, parts = self.losses(batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.item(), **parts}
-
-    @torch.no_grad()
-    def score(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """:meth:`losses`' parts on held-out segments, without learning (``loss`` included)."""
-        loss, parts = self.losses(batch)
-        return {"loss": loss.item(), **parts}
 
     @torch.no_grad()
     def sample_skill(self, state: np.ndarray, mean: bool = False) -> tuple[np.ndarray, np.ndarray]:

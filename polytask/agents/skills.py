@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polytask.agents.base import Agent
+from polytask.agents.base import Agent, LossAgent
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import PolyTaskError, require_features
 from polytask.nets.mlp import mlp
@@ -163,7 +163,7 @@ class SkillAgent(Agent):
         self._z, self._age = np.zeros((0, self.z_dim), np.float32), np.zeros(0, np.int64)
 
 
-class SkillPriorAgent(SkillAgent):
+class SkillPriorAgent(SkillAgent, LossAgent):
     """SPiRL's closed-loop skill VAE with a learned skill prior (see the module docstring), trained
     with RAdam on windows of the play data.
 
@@ -207,20 +207,6 @@ class SkillPriorAgent(SkillAgent):
         standard_nll = gaussian_nll(z.detach(), torch.zeros_like(z), torch.zeros_like(z)).mean()
         return loss, {"rec": rec.item(), "rec_mse": sq.mean().item(), "kl": kl.item(), "prior_nll": prior_nll.item(),
                       "standard_nll": standard_nll.item()}
-
-    def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
-        """One RAdam step on :meth:`losses`. Returns ``loss`` and its parts (see there)."""
-        loss, parts = self.losses(batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.item(), **parts}
-
-    @torch.no_grad()
-    def score(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """:meth:`losses`' parts on held-out windows, without learning (``loss`` included)."""
-        loss, parts = self.losses(batch)
-        return {"loss": loss.item(), **parts}
 
     def train(self, training: bool = True) -> None:
         self.model.train(training)
