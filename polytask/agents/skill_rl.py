@@ -265,7 +265,7 @@ class SkiLDAgent(SkillSACAgent):
                  device: torch.device | str = "cpu", skill_posterior: dict[str, Any] | None = None,
                  demo_discriminator: dict[str, Any] | None = None, target_divergence_q: float | None = 1.0,
                  init_temperature_q: float = 0.1, env_reward_weight: float = 0.9, imitation: bool = False,
-                 init_from: str = "prior", posterior_kl_clip: float | None = 20.0, **options):
+                 init_from: str = "prior", posterior_kl_clip: float | None = 100.0, **options):
         if skill_posterior is None or demo_discriminator is None:
             raise ValueError("SkiLD needs the skill posterior and the demo discriminator (agent=skill_posterior, "
                              "agent=demo_discriminator)")
