@@ -2,6 +2,7 @@
 target divergence, SkiLD's reward and KL split, the skill-space env, a maze run killed and resumed,
 the missing-stage message, and (slow) SkiLD end to end with every earlier stage made first."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -200,9 +201,15 @@ def test_spirl_run_killed_and_resumed(tmp_path):
     assert ckpt["step"] == 200
     frames = [r["frames"] for r in read_metrics(run / "train.csv") if "frames" in r]
     assert frames[-1] == ckpt["frames"] and 200 < ckpt["frames"] <= 2000  # env steps: up to H per skill
+    assert json.loads((run / "results.json").read_text())["frames"] == ckpt["frames"]  # eval logs env steps too
     assert ckpt["agent"]["skill_model"]["horizon"] == 10
     weights = exported_weights(p)
     assert weights.parent == data_dir / "weights" / "spirl" / "maze"
+    # evaluate.py rebuilds the agent from its file alone and scores it in skill space
+    p = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=2", f"hydra.run.dir={tmp_path / 'ev'}",
+                   DEVICE)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["umaze/length"] <= 30  # skills: 300 steps / H
 
 
 @pytest.mark.slow

@@ -203,6 +203,10 @@ class OnlineTrainer(Trainer):
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
 
+    def eval_context(self) -> dict[str, float]:
+        """``frames``: env steps × action repeat so far (a skill-space step runs up to H env steps)."""
+        return {"frames": float(self.frames)}
+
     def export_weights(self) -> Path:
         """Check frozen weights (:meth:`Agent.check_frozen`, e.g. the residual agent's base) before
         exporting the final weights."""
