@@ -73,6 +73,8 @@ class SkillSACAgent(SACAgent):
             the run input ``skill_model``): decoder, prior and state normaliser; its sizes.
         target_divergence: δ, the KL(π ‖ p) α is tuned toward (nats; SPiRL maze 1, kitchen 5); None: α fixed.
         bound: skills are bound·tanh(u) (SPiRL/SkiLD: 2).
+        eval_mean_skill: in ``eval_mode`` act with bound·tanh(μ(s)) (SAC's deterministic action); false:
+            draw u ~ π(·|s) as in training, as the skill prior and posterior agents evaluate by default.
         **sac_options: :class:`SACAgent`'s (lr, critic sizes, τ, ``init_temperature`` = the initial α,
             ``num_expl_steps``: uniform random skills before that step, ``actor_update_after``);
             ``target_entropy`` and ``log_std_bounds`` are unused (the KL replaces the entropy, the
@@ -91,7 +93,8 @@ class SkillSACAgent(SACAgent):
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", skill_model: dict[str, Any] | None = None,
-                 target_divergence: float | None = 1.0, bound: float = 2.0, **sac_options):
+                 target_divergence: float | None = 1.0, bound: float = 2.0, eval_mean_skill: bool = False,
+                 **sac_options):
         if skill_model is None:
             raise ValueError(f"{type(self).__name__} needs a skill model (the weights of agent=skill_prior)")
         if bound <= 0 or (target_divergence is not None and target_divergence <= 0):
@@ -112,6 +115,7 @@ class SkillSACAgent(SACAgent):
         self.actor = copy.deepcopy(self.prior).requires_grad_(True)  # π starts as the prior
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=float(sac_options.get("lr", 3e-4)))
         self.target_divergence = None if target_divergence is None else float(target_divergence)
+        self.eval_mean_skill = bool(eval_mean_skill)
         self.train(True)
 
     # -- the skill-space env --------------------------------------------------------------------
@@ -134,12 +138,13 @@ class SkillSACAgent(SACAgent):
         return self.normalizer(self._tensor(obs[self.obs_key]).float())
 
     def _policy_output(self, obs: dict[str, Any], eval_mode: bool, step: int) -> torch.Tensor:
-        """tanh(μ(s)) in eval mode, tanh(u), u ~ π(·|s), while training (uniform before ``num_expl_steps``)."""
+        """tanh(u), u ~ π(·|s) (uniform in [-1, 1] while training before ``num_expl_steps``); tanh(μ(s)) in
+        eval mode with ``eval_mean_skill``."""
         x = self._actor_input(obs)
         if not eval_mode and step < self.num_expl_steps:
             return torch.empty(len(x), self.action_dim, device=self.device).uniform_(-1.0, 1.0)
         mean, log_std = self.actor(x)
-        return torch.tanh(mean if eval_mode else rsample(mean, log_std))
+        return torch.tanh(mean if eval_mode and self.eval_mean_skill else rsample(mean, log_std))
 
     # -- the regulariser ------------------------------------------------------------------------
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
