@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from polytask.agents.frozen import policy_modules
 from polytask.data.buffer import DemoBuffer
@@ -80,13 +80,45 @@ def obs_shapes(cfg) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def spaces_env(cfg) -> SimpleNamespace:
-    """The spaces of the run's env (:func:`obs_shapes`; ACTION_DIM actions in [-1, 1]): all that
-    building and loading an agent read from an env."""
+class SpacesEnv(gym.Env):
+    """An env that only has spaces (it cannot be reset or stepped): what building and loading an
+    agent read from an env, and what an agent's ``wrap_env`` wraps to tell its acting space."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, action_space: gym.spaces.Box):
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+def spaces_env(cfg) -> SpacesEnv:
+    """The spaces of the run's env (:func:`obs_shapes`; ACTION_DIM actions in [-1, 1])."""
     spaces = {k: gym.spaces.Box(0, 255, s, np.uint8) if k == "pixels" else
               gym.spaces.Box(-np.inf, np.inf, s, np.float32) for k, s in obs_shapes(cfg).items()}
-    return SimpleNamespace(observation_space=gym.spaces.Dict(spaces),
-                           action_space=gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32))
+    return SpacesEnv(gym.spaces.Dict(spaces), gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32))
+
+
+def acting_space(cfg, agent) -> gym.spaces.Box:
+    """The action space the agent acts in: its ``wrap_env`` of the run's env (skills for skill-space
+    agents; the env's ACTION_DIM actions for the others)."""
+    return agent.wrap_env(spaces_env(cfg)).action_space
+
+
+def export_skill_stages(cfg, data_dir: Path) -> None:
+    """For an agent that asks for earlier skill stages (SPiRL's skill model, SkiLD's posterior and
+    discriminator): each stage's agent built small (seed :data:`BASE_SEED`, freshly initialised) and
+    exported where the run looks for it (:func:`polytask.training.skill_inputs.stage_path`)."""
+    from polytask.training.inputs import agent_options
+    from polytask.training.skill_inputs import FILE_OPTION, stage_path
+    from polytask.utils import atomic_torch_save
+
+    stage_of = {option: stage for stage, option in FILE_OPTION.items()}
+    for name in get_class(cfg.agent._target_).inputs(agent_options(cfg.agent)):
+        if name not in stage_of:
+            continue
+        stage_cfg = small_cfg(stage_of[name], BASE_SEED, data_dir)
+        set_seed(BASE_SEED)
+        agent = make_agent(stage_cfg, spaces_env(stage_cfg))
+        atomic_torch_save({"agent": agent.state_dict(), "agent_name": stage_of[name],
+                           "config": OmegaConf.to_container(stage_cfg, resolve=True)},
+                          stage_path(cfg, stage_of[name]))
 
 
 def export(cfg, agent) -> Path:
@@ -109,6 +141,7 @@ def build(name: str, seed: int, data_dir: Path, obs_type: str = "features"):
         set_seed(BASE_SEED)
         cfg.base_policy = str(export(base_cfg, make_agent(base_cfg, env)))
         extra["base_policy"] = load_base_policy(cfg, env)
+    export_skill_stages(cfg, data_dir)
     if issubclass(get_class(cfg.agent.trainer), DistillTrainer):
         extra["goals"] = image_goals(synthetic_episodes()) if cfg.goal_modality == "pixels" else onehot_goals(NUM_TASKS)
     set_seed(seed)
@@ -155,8 +188,10 @@ def _filled_replay(cfg, agent, episodes: dict[int, list[Episode]]) -> ReplayBuff
     """A replay buffer holding ``episodes``, each observation with the agent's ``observe`` extras
     (the residual agent's base actions), as the online trainer stores them."""
     shapes = {**obs_shapes(cfg), **getattr(agent, "extra_obs_shapes", {})}
-    replay = ReplayBuffer(1000, shapes, ACTION_DIM, frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep),
+    space = acting_space(cfg, agent)
+    replay = ReplayBuffer(1000, shapes, space.shape[0], frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep),
                           discount=float(cfg.discount), seed=int(cfg.seed))
+    skills = np.random.default_rng(int(cfg.seed)).uniform(space.low, space.high, (10_000, space.shape[0]))
     hook = getattr(agent, "observe", None)
 
     def stored(ep: Episode, t: int) -> dict[str, np.ndarray]:
@@ -164,10 +199,12 @@ def _filled_replay(cfg, agent, episodes: dict[int, list[Episode]]) -> ReplayBuff
         extras = hook(OnlineTrainer._batch(obs, t == 0)) if hook is not None else {}
         return {**obs, **{k: np.asarray(v)[0] for k, v in extras.items()}}
 
-    for ep in (ep for eps in episodes.values() for ep in eps):
+    for i, ep in enumerate(ep for eps in episodes.values() for ep in eps):
         replay.add_first(stored(ep, 0))
+        # agents acting in another space (skills) store actions of it, drawn uniformly
+        actions = ep.action if space.shape[0] == ACTION_DIM else skills[i * len(ep):(i + 1) * len(ep)]
         for t in range(len(ep)):
-            replay.add(ep.action[t], float(ep.reward[t]), stored(ep, t + 1), bool(ep.terminated[t]),
+            replay.add(actions[t], float(ep.reward[t]), stored(ep, t + 1), bool(ep.terminated[t]),
                        bool(ep.truncated[t]))
     return replay
 

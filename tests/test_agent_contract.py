@@ -21,9 +21,9 @@ from polytask.training.inputs import base_policy as load_base_policy
 from polytask.training.run import env_factory, tasks_of
 from polytask.training.weights import load_policy, read_weights
 from tests.agent_harness import (
-    ACTION_DIM,
     AGENT_NAMES,
     act_obs,
+    acting_space,
     assert_same_state,
     batch_sampler,
     build,
@@ -72,7 +72,7 @@ def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
             agent.train(not eval_mode)
             action = agent.act(obs, eval_mode=eval_mode, step=step)
             assert isinstance(action, np.ndarray) and action.dtype == np.float32, (eval_mode, type(action))
-            assert action.shape == (batch_size, ACTION_DIM), (eval_mode, action.shape)
+            assert action.shape == (batch_size, acting_space(cfg, agent).shape[0]), (eval_mode, action.shape)
             assert np.isfinite(action).all() and np.abs(action).max() <= 1.0, (eval_mode, action)
         assert_same_state(given, obs, "obs")  # acting leaves the observations alone
     assert_same_state(weights, agent.state_dict())  # and the weights

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -28,7 +29,7 @@ class Agent(abc.ABC):
     inputs named by :meth:`inputs` (keyword arguments of the same names, None when not asked for).
 
     Required: :meth:`act`, :meth:`update`, :meth:`state_dict`, :meth:`load_state_dict`, :meth:`train`.
-    Optional hooks (the defaults do nothing): :meth:`observe`, :meth:`episode_rewards`,
+    Optional hooks (the defaults do nothing): :meth:`wrap_env`, :meth:`observe`, :meth:`episode_rewards`,
     :meth:`check_frozen`, :meth:`reset_networks`.
     """
 
@@ -58,7 +59,10 @@ class Agent(abc.ABC):
         - ``"demo_episodes"``: the first task's demos, ``list[polytask.data.demos.Episode]``;
         - ``"bc_state"``: the agent state of the BC run of the same suite, tasks, obs_type, demo
           count and seed (``bc_weights=<file>`` names another weights file);
-        - ``"base_policy"``: the frozen policy of the ``base_policy`` weights file.
+        - ``"base_policy"``: the frozen policy of the ``base_policy`` weights file;
+        - ``"skill_model"``, ``"skill_posterior"``, ``"demo_discriminator"``: the weights of the
+          earlier skill stages of SPiRL/SkiLD (:mod:`polytask.training.skill_inputs`), made first
+          when missing.
 
         Default: none.
         """
@@ -90,6 +94,14 @@ class Agent(abc.ABC):
         """Switch the networks to training or evaluation mode (dropout, normalisation)."""
 
     # -- optional hooks ---------------------------------------------------------------------------
+    def wrap_env(self, env: gym.Env) -> gym.Env:
+        """The env this agent acts in, made from the suite's ``env`` (with the run's training wrappers
+        for the training env): the online trainer's env and every evaluation env go through it, and
+        :meth:`act` returns actions of its action space. The agent itself is built for ``env``'s
+        spaces. Skill-space agents return a wrapper whose action is a skill run for H env steps.
+        Default: ``env`` itself."""
+        return env
+
     def observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Extras computed once for every observation an online trainer receives (batch of 1, the
         keys :meth:`act` gets), stored with it as observation keys listed in ``extra_obs_shapes``

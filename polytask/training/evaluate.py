@@ -41,7 +41,7 @@ def evaluate_weights(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         agent = load_policy(path, env, device, saved=saved)
     finally:
         env.close()
-    evaluator = make_evaluator(run_cfg)
+    evaluator = make_evaluator(run_cfg, agent.wrap_env)
     set_seed(int(run_cfg.get("seed", 1)))
     video = run_dir / "videos" if cfg.eval.video == "final" else None
     metrics = evaluator.run(lambda obs: agent.act(obs, eval_mode=True), video)

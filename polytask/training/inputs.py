@@ -95,9 +95,24 @@ def demo_episodes(cfg: DictConfig, env: gym.Env):
     return load_demo_buffer(cfg)[1][0]
 
 
+def _skill_stage_input(name: str) -> Callable[[DictConfig, gym.Env], Any]:
+    """The provider ``name`` of :mod:`polytask.training.skill_inputs` (imported when first asked for:
+    the skill stages' trainers build agents with this module)."""
+    def provide(cfg: DictConfig, env: gym.Env) -> Any:
+        from polytask.training import skill_inputs
+
+        return getattr(skill_inputs, name)(cfg, env)
+
+    provide.__name__ = provide.__qualname__ = name
+    provide.__doc__ = (f"``polytask.training.skill_inputs.{name}``: an earlier skill stage's weights (made first "
+                       "when missing).")
+    return provide
+
+
 #: input name -> ``(cfg, env) -> value``
 PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
-    "demos": demos, "demo_episodes": demo_episodes, "bc_state": bc_state, "base_policy": base_policy}
+    "demos": demos, "demo_episodes": demo_episodes, "bc_state": bc_state, "base_policy": base_policy,
+    **{name: _skill_stage_input(name) for name in ("skill_model", "skill_posterior", "demo_discriminator")}}
 
 
 def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class OnlineTrainer(Trainer):
                               f"{'can' if agent.can_reset_networks else 'cannot'})")
         self._batch_size = int(cfg.batch_size)
         self.episode = 0
+        self.frames = 0  # env steps × action repeat (a skill-space step runs several env steps)
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None
         self._ep: dict[str, Any] = {}
@@ -103,15 +104,16 @@ class OnlineTrainer(Trainer):
         if len(tasks) != 1:
             raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
                               "e.g. with -m suite.task=[a],[b]")
-        env = make_train_env(cfg, tasks[0])
+        suite_env = make_train_env(cfg, tasks[0])
+        agent = make_agent(cfg, suite_env)
+        env = agent.wrap_env(suite_env)  # the env the agent acts in (skill-space agents: skills as actions)
         env.action_space.seed(int(cfg.seed))
-        agent = make_agent(cfg, env)
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         obs_shapes.update(agent.extra_obs_shapes)
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
                               seed=int(cfg.seed))
-        evaluator = make_evaluator(cfg, env if cfg.eval.get("on_train_env", False) else None)
+        evaluator = make_evaluator(cfg, agent.wrap_env, env if cfg.eval.get("on_train_env", False) else None)
         return cls(cfg, run_dir, agent, evaluator, env, replay)
 
     @staticmethod
@@ -183,7 +185,8 @@ class OnlineTrainer(Trainer):
             ep["steps"].append((action, terminated, truncated))
         ep["length"] += 1
         ep["success"] = max(ep["success"], success)
-        metrics: dict[str, float] = {"frames": float((self.step + 1) * self._action_repeat)}
+        self.frames += int(info.get("env_steps", 1)) * self._action_repeat
+        metrics: dict[str, float] = {"frames": float(self.frames)}
         if terminated or truncated:
             metrics.update(self._end_episode())
         else:
@@ -209,6 +212,10 @@ class OnlineTrainer(Trainer):
             self._obs = None
         return metrics
 
+    def eval_context(self) -> dict[str, float]:
+        """``frames``: env steps × action repeat so far (a skill-space step runs up to H env steps)."""
+        return {"frames": float(self.frames)}
+
     def export_weights(self) -> Path:
         """Check frozen weights (:meth:`Agent.check_frozen`, e.g. the residual agent's base) before
         exporting the final weights."""
@@ -221,9 +228,9 @@ class OnlineTrainer(Trainer):
         return ReplayStore(checkpoint_dir(self.run_dir) / "replay")
 
     def extra_state(self) -> dict[str, Any]:
-        """The episode counter and the replay buffer's counters and chunk list; writes the steps stored
+        """The episode and frame counters and the replay buffer's counters and chunk list; writes the steps stored
         since the last call as a new chunk file (:meth:`ReplayStore.save`)."""
-        return {"replay": self.replay_store.save(self.replay), "episode": self.episode}
+        return {"replay": self.replay_store.save(self.replay), "episode": self.episode, "frames": self.frames}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`extra_state`, the replay buffer from its chunk files.
@@ -233,3 +240,5 @@ class OnlineTrainer(Trainer):
         """
         self.replay_store.load(self.replay, state["replay"])
         self.episode = state["episode"]
+        # checkpoints written before frames were counted: one env step per agent step
+        self.frames = int(state.get("frames", state["step"] * self._action_repeat))

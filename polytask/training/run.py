@@ -34,7 +34,8 @@ def env_factory(cfg: DictConfig) -> Callable[[str], gym.Env]:
 
 
 def make_train_env(cfg: DictConfig, task: str) -> gym.Env:
-    """The env an online run trains in: the suite's env for ``task`` with :func:`training_wrappers`."""
+    """The suite's env for ``task`` with :func:`training_wrappers`: what an online run's agent is built
+    for; the run acts in the agent's :meth:`~polytask.agents.base.Agent.wrap_env` of it."""
     return training_wrappers(cfg, env_factory(cfg)(task))
 
 
@@ -52,18 +53,27 @@ def training_wrappers(cfg: DictConfig, env: gym.Env) -> gym.Env:
     return env
 
 
-def make_evaluator(cfg: DictConfig, train_env: gym.Env | None = None) -> Evaluator:
+def make_evaluator(cfg: DictConfig, wrap_env: Callable[[gym.Env], gym.Env] | None = None,
+                   train_env: gym.Env | None = None) -> Evaluator:
     """The :class:`Evaluator` over every task of the run, with ``cfg.eval``'s episode count,
-    parallel envs, and whether an episode ends at its first success. With ``train_env`` (a
-    single-task run with ``eval.on_train_env``: one real robot) it evaluates on that env, one
-    episode at a time, and leaves it open."""
+    parallel envs, and whether an episode ends at its first success. ``wrap_env`` (the agent's
+    :meth:`~polytask.agents.base.Agent.wrap_env`) makes each eval env the one the agent acts in.
+    With ``train_env`` (a single-task run with ``eval.on_train_env``: one real robot) it evaluates
+    on that env as it is, one episode at a time, and leaves it open."""
     if train_env is not None:
         from polytask.suites.wrappers import KeepOpen
 
         return Evaluator(lambda task: KeepOpen(train_env), tasks_of(cfg), cfg.eval.num_episodes, 1,
                          cfg.eval.stop_on_success)
-    return Evaluator(env_factory(cfg), tasks_of(cfg), cfg.eval.num_episodes, cfg.eval.num_envs,
-                     cfg.eval.stop_on_success)
+    make = env_factory(cfg)
+    if wrap_env is not None:
+        make = _wrapped(make, wrap_env)
+    return Evaluator(make, tasks_of(cfg), cfg.eval.num_episodes, cfg.eval.num_envs, cfg.eval.stop_on_success)
+
+
+def _wrapped(make: Callable[[str], gym.Env], wrap_env: Callable[[gym.Env], gym.Env]) -> Callable[[str], gym.Env]:
+    """``task -> wrap_env(make(task))``."""
+    return lambda task: wrap_env(make(task))
 
 
 def load_demo_buffer(cfg: DictConfig) -> tuple[DemoBuffer, dict[int, list[Episode]]]:

@@ -67,6 +67,11 @@ class Trainer:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` saved, from the whole checkpoint ``state``."""
 
+    def eval_context(self) -> dict[str, float]:
+        """Counters logged with every evaluation besides the step (the online trainer's env ``frames``,
+        which differ from steps when an agent step runs several env steps). Default: none."""
+        return {}
+
     def policy(self, obs: dict):
         """Evaluation policy: the agent's mean action (``obs`` also holds ``task_id``)."""
         return self.agent.act(obs, eval_mode=True)
@@ -111,6 +116,7 @@ class Trainer:
         metrics = self.evaluator.run(self.policy, self.run_dir / "videos" if video else None, self.step)
         self.agent.train(True)
         metrics["eval_seconds"] = time.perf_counter() - start
+        metrics.update(self.eval_context())
         logger.log("eval", metrics, self.step)
         self.last_eval = metrics
         score = (metrics["success"], metrics["return"])  # success first; return for suites without one

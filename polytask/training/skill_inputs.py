@@ -1,0 +1,166 @@
+"""Run inputs of the skill-space RL agents (SPiRL, SkiLD): the weights of the earlier skill stages,
+found by convention and, when missing, made first by running the stage (the log says so), or with
+``collect_missing_demos=false`` an error that gives the command that makes them.
+
+Stages and where their weights are looked for (the stage's own default file, or the one file of
+that stage with other settings, :func:`polytask.training.weights.find_weights`):
+
+- ``skill_prior`` (input ``skill_model``, or ``skill_model=<file>``):
+  :func:`polytask.training.skills.skill_model_path` of the run's suite, obs_type and seed;
+- ``skill_posterior`` (input ``skill_posterior``, or ``skill_posterior=<file>``) and
+  ``demo_discriminator`` (input ``demo_discriminator``, or ``demo_discriminator=<file>``):
+  :func:`polytask.training.weights.weights_path` of the run's suite, task, obs_type, demo count and seed.
+
+A stage made here runs ``train.py``'s config for ``agent=<stage>`` with the run's suite node (its
+task preset's env settings included), data_dir, obs_type, seed, demo count and device, plus the
+run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_steps=5000``), in
+``<run dir>/stages/<stage>``; its weights go where they are looked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from omegaconf import DictConfig, OmegaConf
+
+from polytask.agents.skill_rl import skill_spec
+from polytask.errors import ConfigError
+from polytask.training.run import tasks_of
+from polytask.training.skills import skill_model_path
+from polytask.training.weights import find_weights, read_weights, weights_path
+from polytask.utils import rng_state, set_rng_state
+
+log = logging.getLogger("polytask")
+
+#: the stages each stage needs made before it
+NEEDS = {"skill_prior": (), "skill_posterior": ("skill_prior",), "demo_discriminator": ()}
+#: per stage, the run option that names its weights file explicitly
+FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior",
+               "demo_discriminator": "demo_discriminator"}
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
+
+
+def stage_path(cfg: DictConfig, stage: str) -> Path:
+    """Where stage ``stage``'s weights are looked for by convention (see the module docstring)."""
+    if stage == "skill_prior":
+        return skill_model_path(cfg)
+    return weights_path(cfg, agent=stage)
+
+
+def stage_command(cfg: DictConfig, stage: str) -> str:
+    """The ``train.py`` command that makes stage ``stage``'s weights for the run."""
+    cmd = (f"python train.py agent={stage} suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
+           f"data_dir={cfg.data_dir}")
+    if stage != "skill_prior":
+        cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
+    return cmd
+
+
+def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
+    """The Hydra overrides of a stage made for the run: its identity (agent, obs_type, seed, data_dir,
+    demos, device; default settings, so the weights land where they are looked for) and the run's
+    ``stage_overrides.<stage>``."""
+    base = [f"agent={stage}", f"obs_type={cfg.obs_type}", f"seed={cfg.seed}", f"data_dir={cfg.data_dir}",
+            f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
+            f"device={cfg.device}", "weights_tag=", "resume=never"]
+    if stage == "skill_posterior" and cfg.get("skill_model"):
+        base.append(f"skill_model={cfg.skill_model}")
+    return base + [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+
+
+def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
+    """``train.py``'s config for stage ``stage`` of the run (:func:`stage_overrides`), with the run's
+    suite node."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = stage_overrides(cfg, stage)
+    if GlobalHydra.instance().is_initialized():
+        stage_cfg = compose(config_name="config", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            stage_cfg = compose(config_name="config", overrides=overrides)
+    stage_cfg.suite = OmegaConf.create(OmegaConf.to_container(cfg.suite, resolve=True))
+    return stage_cfg
+
+
+def _stage_run_dir(cfg: DictConfig, stage: str) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir) / "stages" / stage
+    return Path(cfg.data_dir) / "stage_runs" / f"{stage}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
+
+
+def make_stage(cfg: DictConfig, stage: str) -> None:
+    """Train stage ``stage`` for the run (its own earlier stages first, where missing), keeping the
+    global RNG states as they were, so a run continues alike whether or not it made a stage."""
+    from polytask.training.build import build_trainer
+
+    for needed in NEEDS[stage]:
+        stage_file(cfg, needed)
+    run_dir = _stage_run_dir(cfg, stage)
+    log.info(f"{stage} weights missing at {stage_path(cfg, stage)}: making them first in {run_dir} "
+             f"({stage_command(cfg, stage)})")
+    rng = rng_state()
+    try:
+        build_trainer(stage_config(cfg, stage), run_dir).run()
+    finally:
+        set_rng_state(rng)
+
+
+def stage_file(cfg: DictConfig, stage: str) -> Path:
+    """The weights file of stage ``stage`` for the run: ``cfg.<file option>`` when set, else the one
+    found by convention, made first when missing (:func:`make_stage`).
+
+    Raises:
+        ConfigError: if it is missing and ``collect_missing_demos`` is false (the message gives the
+            command that makes it), or several files with other settings match.
+    """
+    option = FILE_OPTION[stage]
+    if cfg.get(option):
+        return Path(cfg[option])
+    path = find_weights(stage_path(cfg, stage), f"pass {option}=<file>")
+    if path.exists():
+        return path
+    if not cfg.collect_missing_demos:
+        raise ConfigError(f"No {stage} weights at {path}. Make them with:\n  {stage_command(cfg, stage)}\n(or pass "
+                          f"{option}=<file>, or leave collect_missing_demos=true to have them made first)")
+    make_stage(cfg, stage)
+    return find_weights(stage_path(cfg, stage), f"pass {option}=<file>")
+
+
+def stage_weights(cfg: DictConfig, stage: str) -> dict[str, Any]:
+    """The contents of stage ``stage``'s weights file (:func:`stage_file`, :func:`read_weights`).
+
+    Raises:
+        ConfigError: as :func:`stage_file`; if the file holds another agent's weights.
+    """
+    path = stage_file(cfg, stage)
+    saved = read_weights(path, how_to_make=stage_command(cfg, stage))
+    if saved.get("agent_name") != stage:
+        raise ConfigError(f"{path} holds {saved.get('agent_name')} weights, not {stage} ones "
+                          f"({FILE_OPTION[stage]}=<file> must name an agent={stage} run's weights)")
+    log.info(f"{stage} (frozen) from {path}")
+    return saved
+
+
+def skill_model(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """The skill model (decoder, prior, normaliser and sizes) of the run's ``skill_prior`` stage."""
+    return skill_spec(stage_weights(cfg, "skill_prior"))
+
+
+def skill_posterior(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """SkiLD's skill posterior with the skill model it was trained on, from the ``skill_posterior`` stage."""
+    return skill_spec(stage_weights(cfg, "skill_posterior"), "posterior")
+
+
+def demo_discriminator(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """SkiLD's demo discriminator (network, state normaliser, sizes) from the ``demo_discriminator`` stage."""
+    saved = stage_weights(cfg, "demo_discriminator")
+    sizes = saved["config"]["agent"]
+    return {"net": saved["agent"]["net"], "normalizer": saved["agent"]["normalizer"],
+            "hidden_dim": int(sizes["hidden_dim"]), "hidden_depth": int(sizes["hidden_depth"])}
