@@ -115,7 +115,7 @@ def test_training_env_is_lent_to_the_evaluator():
 
     cfg = compose_cfg("suite=robotgym", "suite/robotgym_task=reach", "eval.num_episodes=2")
     env = make_env(cfg.suite, "reach", "features")
-    evaluator = make_evaluator(cfg, env)
+    evaluator = make_evaluator(cfg, train_env=env)
     lent = evaluator.make_env("reach")
     assert lent.unwrapped is env.unwrapped and evaluator.num_envs == 1
     metrics = evaluator.run(lambda obs: np.zeros((len(obs["state"]), 3), np.float32))
