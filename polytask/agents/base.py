@@ -126,8 +126,23 @@ class Agent(abc.ABC):
 
 
 class LossAgent(Agent):
-    """An agent trained by one step of its optimiser ``self.opt`` on :meth:`losses` per update
-    (offline models: skill VAEs and priors)."""
+    """An agent whose network ``self.model`` is trained by one step of its optimiser ``self.opt`` on
+    :meth:`losses` per update (offline models: skill VAEs and priors); its state is the two."""
+
+    def train(self, training: bool = True) -> None:
+        self.model.train(training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore model and optimiser, then forget per-episode memory (:meth:`reset`)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget per-episode memory (skills or plans being executed). Default: none."""
 
     @abc.abstractmethod
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:

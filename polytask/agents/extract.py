@@ -205,13 +205,3 @@ class ExtractSkillAgent(LossAgent):
         self._plan = np.zeros((0, self.max_skill_len, self.action_dim), np.float32)  # (N, L, A) each env's plan
         self._plan_len, self._pos = np.zeros(0, np.int64), np.zeros(0, np.int64)  # its length, the next step
 
-    def train(self, training: bool = True) -> None:
-        self.model.train(training)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.reset()

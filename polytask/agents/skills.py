@@ -208,16 +208,6 @@ class SkillPriorAgent(SkillAgent, LossAgent):
         return loss, {"rec": rec.item(), "rec_mse": sq.mean().item(), "kl": kl.item(), "prior_nll": prior_nll.item(),
                       "standard_nll": standard_nll.item()}
 
-    def train(self, training: bool = True) -> None:
-        self.model.train(training)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.reset()
 
 
 class SkillPosteriorAgent(SkillAgent):
