@@ -9,10 +9,13 @@ from tests.conftest import ROOT
 
 def test_every_config_writes_runs_under_the_run_root():
     assert RUN_ROOT == "exp_local"
-    for name in ("config.yaml", "config_distill.yaml", "evaluate.yaml"):
-        hydra = yaml.safe_load((ROOT / "cfgs" / name).read_text())["hydra"]
-        dirs = [hydra["run"]["dir"], *([hydra["sweep"]["dir"]] if "sweep" in hydra else [])]
-        assert all(d.startswith(f"{RUN_ROOT}/") for d in dirs), (name, dirs)
+    checked = []
+    for path in sorted((ROOT / "cfgs").glob("*.yaml")):  # every entry script's config
+        hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra") or {}
+        dirs = [d for d in (hydra.get("run", {}).get("dir"), hydra.get("sweep", {}).get("dir")) if d]
+        assert all(d.startswith(f"{RUN_ROOT}/") for d in dirs), (path.name, dirs)
+        checked += [path.name] if dirs else []
+    assert {"config.yaml", "config_distill.yaml", "evaluate.yaml", "config_play.yaml"} <= set(checked)
     assert f"/{RUN_ROOT}/" in (ROOT / ".gitignore").read_text().split()
 
 
