@@ -85,16 +85,6 @@ def base_policy(cfg: DictConfig, env: gym.Env):
     return load_policy(cfg.base_policy, env, resolve_device(cfg.device), how_to_make=train_bc, task=tasks_of(cfg)[0])
 
 
-def demos(cfg: DictConfig, env: gym.Env):
-    """The run's demos (collected first where missing) as a :class:`DemoBuffer` over its obs key."""
-    return load_demo_buffer(cfg)[0]
-
-
-def demo_episodes(cfg: DictConfig, env: gym.Env):
-    """The demos of the run's first task, ``list[Episode]`` with raw frames."""
-    return load_demo_buffer(cfg)[1][0]
-
-
 def _skill_stage_input(name: str) -> Callable[[DictConfig, gym.Env], Any]:
     """The provider ``name`` of :mod:`polytask.training.skill_inputs` (imported when first asked for:
     the skill stages' trainers build agents with this module)."""
@@ -109,9 +99,12 @@ def _skill_stage_input(name: str) -> Callable[[DictConfig, gym.Env], Any]:
     return provide
 
 
-#: input name -> ``(cfg, env) -> value``
+#: the run's demos, loaded together (:func:`load_demo_buffer`): ``demos``, a :class:`DemoBuffer` over the
+#: run's obs key; ``demo_episodes``, the first task's episodes (``list[Episode]``, raw frames)
+DEMO_INPUTS = ("demos", "demo_episodes")
+#: every other input: name -> ``(cfg, env) -> value`` (weights files)
 PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
-    "demos": demos, "demo_episodes": demo_episodes, "bc_state": bc_state, "base_policy": base_policy,
+    "bc_state": bc_state, "base_policy": base_policy,
     **{name: _skill_stage_input(name) for name in ("skill_model", "skill_posterior", "demo_discriminator")}}
 
 
@@ -123,14 +116,13 @@ def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[
         ConfigError: for a name no provider makes (the message lists those that exist), or what the
             provider raises.
     """
-    unknown = [n for n in names if n not in PROVIDERS]
+    unknown = [n for n in names if n not in PROVIDERS and n not in DEMO_INPUTS]
     if unknown:
         raise ConfigError(f"agent={cfg.agent.name} asks for the inputs {unknown}, which no provider makes; "
-                          f"known inputs: {', '.join(PROVIDERS)}")
-    demo_inputs = {"demos", "demo_episodes"}
+                          f"known inputs: {', '.join([*DEMO_INPUTS, *PROVIDERS])}")
     # the files first: a missing weights file fails before demos are collected
-    values = {name: PROVIDERS[name](cfg, env) for name in names if name not in demo_inputs}
-    if demo_inputs & set(names):
+    values = {name: PROVIDERS[name](cfg, env) for name in names if name not in DEMO_INPUTS}
+    if set(DEMO_INPUTS) & set(names):
         buffer, per_task = load_demo_buffer(cfg)
         loaded = {"demos": buffer, "demo_episodes": per_task[0]}
         values.update({k: v for k, v in loaded.items() if k in names})
@@ -174,7 +166,7 @@ def check_agent_options(agent_cfg: DictConfig) -> None:
         return  # a constructor that takes anything
     unknown = sorted(k for k in agent_cfg if k not in ("name", "trainer", "_target_") and k not in params)
     if unknown:
-        takes = ", ".join(k for k in params if k not in SPACE_ARGS and k not in PROVIDERS)
+        takes = ", ".join(k for k in params if k not in SPACE_ARGS and k not in PROVIDERS and k not in DEMO_INPUTS)
         raise ConfigError(f"agent={agent_cfg.name} ({cls.__name__}) has no option {', '.join(unknown)}; it takes: "
                           f"{takes}. Drop the override, or pick the agent it was meant for (a recipe sets its own "
                           f"agent: leave out agent=... when using recipe=...).")
