@@ -110,6 +110,18 @@ def skill_prior_command(cfg: DictConfig) -> str:
             f"data_dir={cfg.data_dir}")
 
 
+def split_play_and_make_agent(cfg: DictConfig) -> tuple[list[Episode], list[Episode], Any]:
+    """The suite's play data (made first where missing, :func:`load_or_make_play`) split into training
+    and held-out episodes (``cfg.heldout_fraction``, :func:`split_heldout`), and the run's agent built
+    on its task's env."""
+    env = env_factory(cfg)(tasks_of(cfg)[0])
+    try:
+        train, heldout = split_heldout(load_or_make_play(cfg, env), float(cfg.heldout_fraction))
+        return train, heldout, make_agent(cfg, env)
+    finally:
+        env.close()
+
+
 class SkillPriorTrainer(WindowTrainer):
     """Stage 1: trains the skill VAE and prior on windows of the play data (all but the last
     ``cfg.heldout_fraction`` of its episodes). Each evaluation runs the skills sampled from the prior
@@ -134,12 +146,7 @@ class SkillPriorTrainer(WindowTrainer):
             DatasetError: as :func:`load_or_make_play`.
         """
         require_features(cfg.agent.name, cfg.obs_type)
-        env = env_factory(cfg)(tasks_of(cfg)[0])
-        try:
-            train, heldout = split_heldout(load_or_make_play(cfg, env), float(cfg.heldout_fraction))
-            agent = make_agent(cfg, env)
-        finally:
-            env.close()
+        train, heldout, agent = split_play_and_make_agent(cfg)
         buffers = [DemoBuffer({0: eps}, ("state",), seed=cfg.seed) for eps in (train, heldout)]
         log.info(f"Play data: {len(buffers[0])} steps in {len(train)} episodes for training, {len(buffers[1])} in "
                  f"{len(heldout)} held out")
@@ -235,12 +242,7 @@ class DiscriminatorTrainer(OfflineTrainer):
         """
         require_features(cfg.agent.name, cfg.obs_type)
         _, demos = load_demo_buffer(cfg)
-        env = env_factory(cfg)(tasks_of(cfg)[0])
-        try:
-            play, play_out = split_heldout(load_or_make_play(cfg, env), float(cfg.heldout_fraction))
-            agent = make_agent(cfg, env)
-        finally:
-            env.close()
+        play, play_out, agent = split_play_and_make_agent(cfg)
         splits = {i: split_heldout(eps, float(cfg.heldout_fraction)) for i, eps in demos.items()}
         demo_buffer = DemoBuffer({i: s[0] for i, s in splits.items()}, ("state",), seed=cfg.seed)
         play_buffer = DemoBuffer({0: play}, ("state",), seed=cfg.seed + 1)
