@@ -107,6 +107,6 @@ def test_config_selects_variants():
     cfg = compose_cfg("suite=dmc", "suite.task_id=[1,3]")
     assert list(cfg.suite.task) == ["cheetah_run_m1", "cheetah_run_m3"]
     assert cfg.suite.env._target_ == "polytask.suites.dmc.make"
-    assert cfg.suite.expert._target_ == "polytask.experts.snapshot.SnapshotExpert"
+    assert cfg.suite.expert._target_ == "polytask.training.snapshot.SnapshotExpert"
     assert cfg.suite.expert.weights.endswith("weights/drqv2/dmc/{task}-features-seed1.pt")
     assert list(compose_cfg("suite=dmc", "suite.task=[walker_walk]").suite.task) == ["walker_walk"]

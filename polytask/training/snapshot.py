@@ -1,10 +1,15 @@
-"""A trained agent's weights as a demonstrator (DMC experts come from DrQ-v2 runs)."""
+"""A trained agent's weights as a demonstrator (DMC experts come from DrQ-v2 runs).
+
+It lives with the training code, not with the scripted experts in :mod:`polytask.experts`, because it
+loads a trained policy (:func:`polytask.training.weights.load_policy`): the experts package stays below
+the training layer."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from polytask.errors import PolyTaskError
+from polytask.errors import ConfigError, PolyTaskError
+from polytask.training.weights import find_weights, load_policy
 
 
 class ExpertWeightsError(PolyTaskError, FileNotFoundError):
@@ -26,9 +31,6 @@ class SnapshotExpert:
     """
 
     def __init__(self, task: str, env, weights: str, train_command: str = ""):
-        from polytask.errors import ConfigError
-        from polytask.training.weights import find_weights, load_policy
-
         path = find_weights(weights.format(task=task), "set suite.expert.weights=<file>")
         if not path.exists():
             how = f"\nTrain them with:\n  {train_command.format(task=task)}" if train_command else ""
