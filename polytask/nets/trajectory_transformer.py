@@ -118,8 +118,10 @@ class TrajectoryTransformer(nn.Module):
         mask_prob: BERT selection probability (0.2). nce_weight: weight of InfoNCE (0.25).
         temperature: InfoNCE temperature τ (0.15).
 
-    Inputs are normalised inside with the buffers ``obs_mean/obs_std`` and ``rew_mean/rew_std``
-    (identity until :meth:`fit_normalization` sets them from data; they are saved in the state dict).
+    ``hparams`` holds the constructor arguments (``TrajectoryTransformer(**m.hparams)`` rebuilds the
+    architecture for a saved state dict). Inputs are normalised inside with the buffers
+    ``obs_mean/obs_std`` and ``rew_mean/rew_std`` (identity until :meth:`fit_normalization` sets
+    them from data; they are saved in the state dict).
 
     Raises:
         ConfigError: for a window below 2, sizes below 1, or ``d_model`` not divisible by ``n_heads``.
@@ -139,6 +141,10 @@ class TrajectoryTransformer(nn.Module):
             raise ConfigError(f"mask_prob must be in [0, 1], got {mask_prob}")
         if temperature <= 0:
             raise ConfigError(f"the InfoNCE temperature must be positive, got {temperature}")
+        self.hparams = {"obs_dim": obs_dim, "action_dim": action_dim, "window": window, "d_model": d_model,
+                        "n_heads": n_heads, "n_layers": n_layers, "ff_dim": ff_dim, "dropout": dropout,
+                        "cls_dim": cls_dim, "mask_prob": mask_prob, "nce_weight": nce_weight,
+                        "temperature": temperature}
         self.obs_dim, self.action_dim, self.window, self.cls_dim = obs_dim, action_dim, window, cls_dim
         self.mask_prob, self.nce_weight, self.temperature = mask_prob, nce_weight, temperature
         self.obs_embed = _embedding(obs_dim, d_model)
