@@ -171,8 +171,8 @@ class TrajectoryTransformer(nn.Module):
     def fit_normalization(self, obs: torch.Tensor | np.ndarray, rewards: torch.Tensor | np.ndarray) -> None:
         """Set the input normalisation from data: obs (..., D) and rewards (...) of any leading shape;
         dimensions with (near-)zero spread keep std 1."""
-        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(-1, self.obs_dim)
-        rewards = torch.as_tensor(np.asarray(rewards), dtype=torch.float32).reshape(-1)
+        obs = torch.as_tensor(obs, dtype=torch.float32).detach().cpu().reshape(-1, self.obs_dim)
+        rewards = torch.as_tensor(rewards, dtype=torch.float32).detach().cpu().reshape(-1)
         std = obs.std(0, unbiased=False)
         self.obs_mean.copy_(obs.mean(0))
         self.obs_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
@@ -200,7 +200,10 @@ class TrajectoryTransformer(nn.Module):
     def modality_tokens(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """Per-modality embeddings interleaved as s_0, a_0, r_0, s_1, …, s_{W−1}, without step
         embeddings or CLS: float32 (B, 3W − 2, d)."""
-        obs_n, act, rew_n = self.targets(obs, actions, rewards)
+        return self._modality_tokens(self.targets(obs, actions, rewards))
+
+    def _modality_tokens(self, targets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        obs_n, act, rew_n = targets
         s = self.obs_embed(obs_n)
         ar = torch.stack([self.action_embed(act), self.reward_embed(rew_n), s[:, 1:]], dim=2)
         return torch.cat([s[:, :1], ar.flatten(1, 2)], dim=1)
@@ -264,7 +267,7 @@ class TrajectoryTransformer(nn.Module):
             ConfigError: for inputs of the wrong shape.
         """
         targets = self.targets(obs, actions, rewards)
-        tokens = self.modality_tokens(obs, actions, rewards)
+        tokens = self._modality_tokens(targets)
         recs, cls = [], []
         for _ in range(2):
             masked, selected = mask_tokens(tokens, self.mask_prob, generator)
