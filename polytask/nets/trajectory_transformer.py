@@ -91,6 +91,8 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, task_ids: torch.Tensor, tempera
 
     Returns:
         scalar float32 tensor.
+    Raises:
+        ConfigError: for a temperature that is not positive.
     """
     if temperature <= 0:
         raise ConfigError(f"the InfoNCE temperature must be positive, got {temperature}")
