@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from polytask.collective.analysis import embedding_report, plot_embeddings
-from polytask.collective.policy import CollectivePolicy
 from polytask.collective.shaping import shaping_bonus, shaping_weight
 from polytask.collective.training import embed_windows, train_transformer
-from polytask.collective.windows import last_window, sample_windows, to_tensors, trailing_windows
+from polytask.collective.windows import last_window, sample_windows, trailing_windows
 from polytask.errors import ConfigError, PolyTaskError
 from polytask.nets.collective import CollectiveActor, distill_loss
 from polytask.nets.mlp import GaussianActor
@@ -191,30 +190,6 @@ def test_trailing_windows_match_last_window_at_every_step():
         ref = last_window(obs[:t + 1], act[:t], rew[:t], 4, action_dim=2)
         for k in ref:
             np.testing.assert_allclose(out[k][t], ref[k], rtol=1e-6, err_msg=f"{k} at t={t}")
-
-
-def test_collective_policy_embeds_its_own_trajectory():
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    _, obs, act, rew = _toy_episodes(1, rng, length=8)[0]
-    transformer = TrajectoryTransformer(**TrajectoryTransformer(3, 2, window=4, d_model=16, n_heads=4,
-                                                                n_layers=1).hparams)
-    actor = CollectiveActor(3, 2, embed_dim=6, hidden_dim=16)
-    policy = CollectivePolicy(transformer, actor)
-    wins = to_tensors(trailing_windows(obs, act, rew, 4))
-    with torch.no_grad():
-        emb = transformer.embed(wins["obs"], wins["actions"], wins["rewards"])
-        want_mean, want_log_std = actor(emb, torch.as_tensor(obs, dtype=torch.float32))
-    policy.reset(obs[0])
-    for t in range(len(obs)):
-        mean, log_std = policy.gaussian()
-        np.testing.assert_allclose(mean, want_mean[t].numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(log_std, want_log_std[t].numpy(), rtol=1e-4, atol=1e-5)
-        if t < len(act):
-            policy.observe(act[t], rew[t], obs[t + 1])
-    np.testing.assert_allclose(policy.act(), np.tanh(want_mean[-1].numpy()), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ConfigError, match="does not match"):
-        CollectivePolicy(transformer, CollectiveActor(3, 2, embed_dim=4))
 
 
 def test_transformer_separates_two_toy_tasks():
