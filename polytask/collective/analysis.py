@@ -46,7 +46,8 @@ def embedding_report(emb: np.ndarray, task_ids: np.ndarray, names: Sequence[str]
         emb: float (N, E) embeddings of windows. task_ids: int (N,), indices into ``names``.
         names: task names.
         held_out: optional (embeddings (M, E), task ids (M,)) of windows not used to fit anything:
-            each is assigned the task of the nearest per-task centroid of ``emb`` (Euclidean).
+            each is assigned the task of the nearest per-task centroid of ``emb`` (Euclidean), so
+            a held-out window of a task absent from ``task_ids`` always counts as wrong.
         n_components: the mixture's upper bound on clusters (default max(10, 2 × tasks), at most N).
         seed: the mixture's random state.
 
