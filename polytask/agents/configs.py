@@ -409,7 +409,7 @@ class SkiLDConfig(SpirlConfig):
 class ExtractSkillConfig(AgentConfig):
     """EXTRACT's skill model (:class:`polytask.agents.extract.ExtractSkillAgent`)."""
 
-    num_skills: int = option(8, "K: the discovered skills (must match the labelled data)")
+    num_skills: int = option(8, "K: the discovered skills (must match the labelled data: extract.k)", "extract.k")
     z_dim: int = option(5, "argument size")
     z_bound: float = option(2.0, "arguments lie in (-z_bound, z_bound)")
     hidden_dim: int = option(128, "LSTM and MLP width")
