@@ -63,10 +63,12 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], None]], Cal
             except CompactHydraException as e:  # composition: reported as Hydra does, without a traceback
                 if asked_full:
                     raise
-                if isinstance(e.__cause__, (ValidationError, ConfigKeyError)):
-                    _exit(config_error(e.__cause__))
-                cause = f"\n{e.__cause__}" if isinstance(e.__cause__, OmegaConfBaseException) else ""
-                print(f"{e}{cause}", file=sys.stderr)
+                cause = e.__cause__ or e.__context__  # an override's, or a config file's (e.g. a recipe's)
+                if isinstance(cause, (ValidationError, ConfigKeyError)):
+                    source = str(e).split(": ", 1)[0] + ": " if str(e).startswith("In '") else ""
+                    _exit(ConfigError(f"{source}{config_error(cause)}"))
+                detail = f"\n{cause}" if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e) else ""
+                print(f"{e}{detail}", file=sys.stderr)
                 sys.exit(1)
 
         return entry
@@ -82,7 +84,8 @@ def config_error(e: OmegaConfBaseException) -> ConfigError:
     fields = {f.name: f for f in dataclasses.fields(owner)} if owner else {}
     where = f" ({owner.__name__}, polytask/agents/configs.py)" if owner else ""
     if isinstance(e, ConfigKeyError) or (e.key is not None and owner and e.key not in fields):
-        takes = f"; it takes: {', '.join(fields)}" if fields else ""
+        options = [name for name in fields if name not in ("_target_", "name", "trainer")]
+        takes = f"; it takes: {', '.join(options)}" if options else ""
         return ConfigError(f"{e.full_key}: no such option{where}{takes}. Drop the override, or pick the agent it "
                            f"was meant for (a recipe sets its own agent: leave out agent=... when using recipe=...)")
     field = fields.get(str(e.key))
