@@ -7,12 +7,10 @@ Uses the same config as ``train.py`` (so a training command's overrides work her
 successful episodes are kept unless ``keep_failed_demos=true``.
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config", version_base="1.3")
+@hydra_main("config")
 def main(cfg):
     from polytask.training.demos import collect_task_demos
 

@@ -9,12 +9,10 @@ The suite config's ``play`` node says how the episodes are made (its options can
 e.g. ``suite.play.noise_std=0.3``).
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_play", version_base="1.3")
+@hydra_main("config_play")
 def main(cfg):
     from polytask.training.run import collect_play
 

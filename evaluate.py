@@ -7,13 +7,12 @@ on, on the same eval seeds as training runs, prints success and return per task,
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="evaluate", version_base="1.3")
+@hydra_main("evaluate")
 def main(cfg):
     from polytask.training.evaluate import evaluate_weights
 

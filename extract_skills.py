@@ -7,12 +7,10 @@ labels. Writes the labelled dataset ``polytask/<suite>/extract-<obs_type>-v0`` a
     python extract_skills.py suite=kitchen extract.label_key=subtask
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_extract", version_base="1.3")
+@hydra_main("config_extract")
 def main(cfg):
     from polytask.training.extract import discover
 

@@ -7,12 +7,10 @@ states its expert visits with action noise, labelled with the expert's actions, 
 ``train_distill.py`` makes missing relabelled data itself; this script (re)makes it up front.
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_distill", version_base="1.3")
+@hydra_main("config_distill")
 def main(cfg):
     from polytask.training.demos import relabel_task
 

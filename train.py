@@ -4,12 +4,10 @@ With no overrides it runs the embedded default (BC on Meta-World button-press fr
 state features), which takes a few minutes on 2 CPU cores and prints the success rate.
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config", version_base="1.3")
+@hydra_main("config")
 def main(cfg):
     from polytask.training.build import build_trainer
 

@@ -5,12 +5,10 @@ With no overrides it runs the embedded default: a one-hot-conditioned student ov
 the 16 PolyTask Meta-World tasks from relabelled scripted-expert data (state features).
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_distill", version_base="1.3")
+@hydra_main("config_distill")
 def main(cfg):
     from polytask.training.build import build_trainer
 

@@ -7,12 +7,10 @@ training env. It runs on the simulated stand-in unless ``suite.backend=xarm`` (a
 ``XARM_IP``; see docs/robotgym.md). Missing demos are made by the scripted sim experts.
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_robot", version_base="1.3")
+@hydra_main("config_robot")
 def main(cfg):
     from polytask.training.build import build_trainer
 

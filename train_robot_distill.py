@@ -3,12 +3,10 @@ suite=robotgym obs_type=pixels num_envs_to_distil=6`` (``cfgs/config_robot_disti
 trainer of ``train_distill.py``). Relabelled data comes from the scripted sim experts.
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_robot_distill", version_base="1.3")
+@hydra_main("config_robot_distill")
 def main(cfg):
     from polytask.training.build import build_trainer
 

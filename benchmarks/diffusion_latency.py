@@ -8,17 +8,13 @@ for batch 1 and 10 (the evaluator's envs), DDIM with 1–20 steps and DDPM with 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from timing import seconds_per_call  # benchmarks/timing.py
 
 from polytask.agents.diffusion import DiffusionAgent
 from polytask.utils import resolve_device
-
-CONFIG = Path(__file__).resolve().parents[1] / "cfgs" / "agent" / "diffusion.yaml"
 
 
 def main() -> None:
@@ -27,12 +23,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    options = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(CONFIG).agent).items()
-               if k not in ("name", "trainer", "_target_")}
-    agent = DiffusionAgent({"state": (39,)}, 4, "features", device=device, **options)
+    agent = DiffusionAgent({"state": (39,)}, 4, "features", device=device)  # agent=diffusion's options
     agent.train(False)
     params = sum(p.numel() for p in agent.net.parameters())
-    print(f"UNet down_dims {options['down_dims']} ({params / 1e6:.1f}M parameters) on {device}, "
+    print(f"UNet down_dims {list(agent.cfg.down_dims)} ({params / 1e6:.1f}M parameters) on {device}, "
           f"{torch.get_num_threads()} threads; ms per chunk of {agent.pred_horizon} actions (executed: "
           f"{agent.action_horizon})")
     settings = [("ddim", n) for n in (1, 2, 5, 10, 20)] + [("ddpm", 100)]

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from polytask.agents.drqv2 import DrQV2Agent
+from polytask.agents.rot import ROTAgent
 from polytask.rewards.ot import OTRewarder
 from polytask.utils import resolve_device
 
@@ -39,7 +39,7 @@ def main() -> None:
     t = _time(OTRewarder(demos), rng.standard_normal((args.steps + 1, 39)), args.repeats, refresh=False)
     print(f"states (39-d): {t * 1e3:8.1f} ms per {args.steps}-step episode against {args.demos} demos")
     if args.pixels:
-        agent = DrQV2Agent({"pixels": (9, 84, 84)}, 4, "pixels", device=resolve_device(args.device))
+        agent = ROTAgent({"pixels": (9, 84, 84)}, 4, "pixels", device=resolve_device(args.device))
         frames = [rng.integers(0, 256, (args.steps + 1, 9, 84, 84), dtype=np.uint8) for _ in range(args.demos)]
         rewarder = OTRewarder(frames, agent.reward_features, agent.refresh_reward_encoder)
         for refresh, what in ((False, "demo features cached"), (True, "at a refresh, demos re-encoded")):

@@ -1,10 +1,13 @@
-"""OmegaConf resolvers used by ``cfgs/`` (registered on import, before Hydra composes)."""
+"""OmegaConf resolvers used by ``cfgs/`` and the agents' option schemas (:mod:`polytask.agents.configs`),
+registered on import, before Hydra composes."""
 
 from __future__ import annotations
 
 import hashlib
 
 from omegaconf import OmegaConf
+
+from polytask.agents.configs import register_schemas
 
 
 def tasks_tag(tasks) -> str:
@@ -138,3 +141,4 @@ _RESOLVERS = {"polytask.when": when, "polytask.first_n": first_n, "polytask.pyob
 for _name, _fn in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
+register_schemas()

@@ -79,13 +79,17 @@ def test_bc_weights_of_another_suite_name_both_suites_and_shapes(tmp_path):
 
 
 @pytest.mark.parametrize("override, says", [
-    ("agent.lr=abc", "agent.lr='abc' (str): agent=bc takes a number there"),
-    ("agent.hidden_dim=1.5", "agent.hidden_dim=1.5 (float): agent=bc takes int there"),
-    ("+agent.no_such_option=1", "agent=bc (BCAgent) has no option no_such_option; it takes: lr,"),
+    ("agent.lr=abc", "ConfigError: agent.lr='abc' (str): BCConfig takes float there (Adam learning rate"),
+    ("agent.hidden_dim=1.5", "ConfigError: agent.hidden_dim=1.5 (float): BCConfig takes int there"),
+    ("+agent.no_such_option=1", "agent=bc (BCAgent): BCConfig has no option no_such_option; it takes: lr,"),
+    ("agent=drqv2 irl=abc", "ConfigError: agent.irl='abc' (str): ROTConfig takes bool there"),
+    ("agent=drqv2 agent.load_bc=true", "agent.load_bc is the top-level switch load_bc: set load_bc=..."),
 ])
 def test_agent_options_are_checked_at_start_up(tmp_path, override, says):
-    """Wrong types and unknown options fail before any demo is collected, with the option's name."""
-    p = run_script("train.py", override, f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", DEVICE)
+    """Wrong types (at composition, or when a top-level switch is read), unknown options and a
+    top-level switch set under a second name fail before any demo is collected, with the option's
+    name (and, for a type, its doc)."""
+    p = run_script("train.py", *override.split(), f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", DEVICE)
     out = p.stdout + p.stderr
     assert p.returncode == 1 and "Traceback" not in out and says in out, out[-2000:]
     assert not (tmp_path / "datasets").exists()  # nothing collected

@@ -1,8 +1,10 @@
 """The agent contract: everything a trainer, the evaluator or :func:`polytask.training.weights.load_policy`
 calls on an agent, with the defaults of the optional hooks.
 
-A new algorithm subclasses :class:`Agent` in its own module, names it in ``cfgs/agent/<name>.yaml``
-(``_target_``), and touches nothing else: what a run must hand it (demonstrations, another run's
+A new algorithm subclasses :class:`Agent` in its own module, declares its options once as a dataclass
+in :mod:`polytask.agents.configs` (its :attr:`Agent.config_class`), names both in
+``cfgs/agent/<name>.yaml`` (``_target_``, and ``- /agent_schema@agent: <name>`` in its defaults), and
+touches nothing else: what a run must hand it (demonstrations, another run's
 weights, a frozen base policy) it names in :meth:`Agent.inputs`, and the builder provides those as
 constructor arguments; what it does per step or per episode beyond acting and updating it does
 through the hooks below, which the trainers call on every agent.
@@ -19,13 +21,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from polytask.agents.configs import AgentConfig, make_config
+
 
 class Agent(abc.ABC):
     """Base class of every PolyTask agent.
 
     Constructors take ``obs_shapes`` (per observation key its shape, e.g. ``{"state": (39,)}`` or
     ``{"pixels": (9, 84, 84), "state": (39,)}``), ``action_dim`` (A, actions in [-1, 1]), ``obs_type``
-    (``"features"`` or ``"pixels"``), ``device`` and their options from the agent config, plus the
+    (``"features"`` or ``"pixels"``), ``device`` and their options from the agent config as keyword
+    arguments (turned into :attr:`config_class` by :meth:`configure`, read as ``self.cfg``), plus the
     inputs named by :meth:`inputs` (keyword arguments of the same names, None when not asked for).
 
     Required: :meth:`act`, :meth:`update`, :meth:`state_dict`, :meth:`load_state_dict`, :meth:`train`.
@@ -33,6 +38,8 @@ class Agent(abc.ABC):
     :meth:`check_frozen`, :meth:`reset_networks`.
     """
 
+    #: the dataclass of this agent's options (:mod:`polytask.agents.configs`): fields, defaults, docs, checks
+    config_class: ClassVar[type[AgentConfig]] = AgentConfig
     #: constructor arguments that :meth:`state_dict` holds under the same names, so that
     #: ``load_policy`` can rebuild the agent from its weights file alone (a student's ``goals``)
     state_init_args: ClassVar[tuple[str, ...]] = ()
@@ -44,11 +51,15 @@ class Agent(abc.ABC):
     #: shapes (without the batch axis) of the keys :meth:`observe` adds; set per instance
     extra_obs_shapes: Mapping[str, tuple[int, ...]] = MappingProxyType({})
 
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        """Raise ValueError for options (the agent config) that cannot work together, before any
-        input is loaded or network built. Default: no cross-option rule."""
-        return None
+    def configure(self, options: Mapping[str, Any]) -> AgentConfig:
+        """Set and return ``self.cfg``, the agent's options ``options`` as its :attr:`config_class`.
+
+        Raises:
+            ConfigError: for an option the config lacks, a value of the wrong type, or a failed check
+                (:func:`polytask.agents.configs.make_config`).
+        """
+        self.cfg = make_config(self.config_class, options)
+        return self.cfg
 
     @classmethod
     def inputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
+from polytask.agents.configs import BCConfig
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor
 
@@ -26,24 +27,19 @@ class BCAgent(Agent):
         action_dim: action size A; actions are in [-1, 1].
         obs_type: ``"pixels"`` (acts on ``obs["pixels"]``) or ``"features"`` (``obs["state"]``).
         device: torch device.
-        lr: Adam learning rate (1e-4 in PolyTask).
-        hidden_dim, hidden_depth: actor MLP width and number of hidden layers.
-        feature_dim: width of the trunk (pixels, or state with ``state_trunk``).
-        state_trunk: for state features, the trunk (Linear + LayerNorm + Tanh) in front of the MLP, as
-            pixels always have (must match the DrQ-v2 run that loads these weights).
-        stddev: fixed policy standard deviation σ (0.1).
-        augment: random shifts for pixels; ``pad`` their size in pixels.
+        **options: :class:`polytask.agents.configs.BCConfig` (``self.cfg``).
     """
 
+    config_class = BCConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 1e-4, hidden_dim: int = 1024,
-                 hidden_depth: int = 3, feature_dim: int = 512, stddev: float = 0.1, augment: bool = True,
-                 pad: int = 4, state_trunk: bool = False):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         if obs_type not in ("features", "pixels"):
             raise ValueError(f"obs_type must be 'features' or 'pixels', got {obs_type!r}")
         self.device = torch.device(device)
         self.obs_key = "pixels" if obs_type == "pixels" else "state"
-        self.stddev = stddev
+        self.stddev = cfg.stddev
         shape = tuple(obs_shapes[self.obs_key])
         if self.obs_key == "pixels":
             self.encoder: nn.Module = PixelEncoder(shape).to(self.device)
@@ -51,11 +47,11 @@ class BCAgent(Agent):
         else:
             self.encoder = nn.Identity()
             repr_dim = shape[0]
-        self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth,
-                           use_trunk=self.obs_key == "pixels" or state_trunk).to(self.device)
-        self.aug: nn.Module = RandomShiftsAug(pad) if (augment and self.obs_key == "pixels") else nn.Identity()
+        self.actor = Actor(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, cfg.hidden_depth,
+                           use_trunk=self.obs_key == "pixels" or cfg.state_trunk).to(self.device)
+        self.aug: nn.Module = RandomShiftsAug(cfg.pad) if (cfg.augment and self.obs_key == "pixels") else nn.Identity()
         params = list(self.encoder.parameters()) + list(self.actor.parameters())
-        self.opt = torch.optim.Adam(params, lr=lr)
+        self.opt = torch.optim.Adam(params, lr=cfg.lr)
         self.action_dim = action_dim
 
     def _mean(self, obs: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import Agent
+from polytask.agents.configs import BeTConfig
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.gpt import CausalTransformer
@@ -110,34 +111,24 @@ class BeTAgent(Agent):
         action_dim: A; actions are in [-1, 1].
         obs_type: must be ``"features"``.
         device: torch device.
-        lr, weight_decay, betas, grad_clip: AdamW and gradient-norm clipping (minGPT's 1e-4, 0.1,
-            (0.9, 0.95), 1.0).
-        window: W, observations per window (paper: 10).
-        n_bins: k, the number of k-means action bins (paper: 16–64 depending on the task).
-        n_layer, n_head, n_embd, dropout: the transformer (paper, kitchen: 4, 4, 72, 0.1).
-        focal_gamma: γ of the focal loss (2).
-        offset_loss_weight: λ, the weight of the offset MSE, which is far smaller than the focal
-            loss for actions in [-1, 1].
-        kmeans_seed: ``random_state`` of the k-means fit.
-        greedy_eval: argmax bin instead of a sampled one when ``eval_mode``.
+        **options: :class:`polytask.agents.configs.BeTConfig` (``self.cfg``; the paper's kitchen
+            transformer and minGPT's AdamW by default; the paper uses 16–64 bins depending on the task).
     """
 
+    config_class = BeTConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 1e-4, weight_decay: float = 0.1,
-                 betas: tuple[float, float] = (0.9, 0.95), grad_clip: float = 1.0, window: int = 10,
-                 n_bins: int = 24, n_layer: int = 4, n_head: int = 4, n_embd: int = 72, dropout: float = 0.1,
-                 focal_gamma: float = 2.0, offset_loss_weight: float = 100.0, kmeans_seed: int = 0,
-                 greedy_eval: bool = False):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features("bet", obs_type)
         self.device = torch.device(device)
-        self.obs_dim, self.action_dim, self.window_len = int(obs_shapes["state"][0]), action_dim, window
-        self.n_bins, self.focal_gamma, self.offset_loss_weight = n_bins, focal_gamma, offset_loss_weight
-        self.grad_clip, self.kmeans_seed, self.greedy_eval = grad_clip, kmeans_seed, greedy_eval
-        self.model = BeTModel(self.obs_dim, action_dim, n_bins, window, n_layer, n_head, n_embd,
-                              dropout).to(self.device)
-        self.opt = torch.optim.AdamW(self.model.gpt.parameters(), lr=lr, weight_decay=weight_decay,
-                                     betas=tuple(betas))
-        self.memory = PolicyMemory(window)
+        self.obs_dim, self.action_dim, self.window_len = int(obs_shapes["state"][0]), action_dim, cfg.window
+        self.n_bins = cfg.n_bins
+        self.model = BeTModel(self.obs_dim, action_dim, cfg.n_bins, cfg.window, cfg.n_layer, cfg.n_head, cfg.n_embd,
+                              cfg.dropout).to(self.device)
+        self.opt = torch.optim.AdamW(self.model.gpt.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     betas=tuple(cfg.betas))
+        self.memory = PolicyMemory(cfg.window)
 
     @property
     def window(self) -> tuple[int, int, int]:
@@ -150,7 +141,7 @@ class BeTAgent(Agent):
         """Fit the observation normaliser on the demo states float32 (N, D) and the k-means action
         bins on the demo actions float32 (N, A)."""
         self.model.normalizer.fit(states)
-        self.model.centers.copy_(torch.from_numpy(fit_action_bins(actions, self.n_bins, self.kmeans_seed)))
+        self.model.centers.copy_(torch.from_numpy(fit_action_bins(actions, self.n_bins, self.cfg.kmeans_seed)))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """BeT's loss on windows ``batch["state"]`` float32 (B, W, D), ``batch["action"]`` float32
@@ -161,19 +152,19 @@ class BeTAgent(Agent):
         bins = self.model.bins_of(actions)  # (B, W)
         target = actions - self.model.centers[bins]  # offset of the true bin
         pred = offsets.gather(2, bins[..., None, None].expand(*bins.shape, 1, self.action_dim)).squeeze(2)
-        cls = focal_loss(logits, bins, self.focal_gamma)
+        cls = focal_loss(logits, bins, self.cfg.focal_gamma)
         off = (pred - target).pow(2).mean()
         with torch.no_grad():
             acc = (logits.argmax(-1) == bins).float().mean().item()
-        return cls + self.offset_loss_weight * off, {"focal": cls.item(), "offset_mse": off.item(), "bin_acc": acc}
+        return cls + self.cfg.offset_loss_weight * off, {"focal": cls.item(), "offset_mse": off.item(), "bin_acc": acc}
 
     def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
         """One AdamW step on :meth:`loss`. Returns ``{"loss", "focal", "offset_mse", "bin_acc"}``."""
         loss, parts = self.loss(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.gpt.parameters(), self.grad_clip)
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.gpt.parameters(), self.cfg.grad_clip)
         self.opt.step()
         return {"loss": loss.item(), **parts}
 
@@ -208,7 +199,7 @@ class BeTAgent(Agent):
         state = np.asarray(obs["state"], np.float32)
         idx, first = env_slots(obs, len(state))
         hist = self.memory.observe(state, idx, first)
-        return self.predict(hist, greedy=eval_mode and self.greedy_eval).cpu().numpy()
+        return self.predict(hist, greedy=eval_mode and self.cfg.greedy_eval).cpu().numpy()
 
     def reset(self) -> None:
         """Forget every env's observation history."""

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
+from polytask.agents.configs import DiffusionConfig
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.unet1d import ConditionalUnet1D
@@ -57,50 +58,37 @@ class DiffusionAgent(Agent):
         action_dim: A; actions are in [-1, 1] (samples are clipped there).
         obs_type: must be ``"features"``.
         device: torch device.
-        lr, weight_decay: AdamW (paper: 1e-4, 1e-6; the paper also warms up and cosine-decays the
-            learning rate, which is left out here).
-        obs_horizon, pred_horizon, action_horizon: T_o, T_p, T_a (paper: 2, 16, 8; Policy Decorator 2,
-            16, 4).
-        down_dims, step_embed_dim, kernel_size, groups: the UNet (:class:`ConditionalUnet1D`; paper
-            (256, 512, 1024), 256, 5, 8).
-        num_train_timesteps, beta_schedule: the DDPM forward process (100, ``squaredcos_cap_v2``).
-        num_inference_steps: DDIM steps when acting (the DDPM sampler always takes all).
-        sampler: ``"ddim"`` or ``"ddpm"``.
-        ema_power, ema_max_decay: EMA of the weights with warm-up, decay ``1 − (1 + step)^−power``
-            capped at ``ema_max_decay`` (paper: 0.75, 0.9999); the EMA weights act.
+        **options: :class:`polytask.agents.configs.DiffusionConfig` (``self.cfg``): AdamW (the paper
+            also warms up and cosine-decays the learning rate, which is left out here), the horizons
+            T_o, T_p, T_a, the UNet (:class:`ConditionalUnet1D`), the DDPM forward process, the
+            sampler, and the EMA of the weights (the EMA weights act).
     """
 
+    config_class = DiffusionConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 1e-4, weight_decay: float = 1e-6,
-                 obs_horizon: int = 2, pred_horizon: int = 16, action_horizon: int = 4,
-                 down_dims: tuple[int, ...] = (64, 128, 256), step_embed_dim: int = 128, kernel_size: int = 5,
-                 groups: int = 8, num_train_timesteps: int = 100, beta_schedule: str = "squaredcos_cap_v2",
-                 num_inference_steps: int = 10, sampler: str = "ddim", ema_power: float = 0.75,
-                 ema_max_decay: float = 0.9999):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features("diffusion", obs_type)
-        if not 1 <= action_horizon <= pred_horizon:
-            raise ValueError(f"action_horizon={action_horizon} must be in 1..pred_horizon={pred_horizon}")
-        if sampler not in ("ddim", "ddpm"):
-            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
         DDPMScheduler, DDIMScheduler, EMAModel = import_diffusers()
         self.device = torch.device(device)
         self.obs_dim, self.action_dim = int(obs_shapes["state"][0]), action_dim
-        self.obs_horizon, self.pred_horizon, self.action_horizon = obs_horizon, pred_horizon, action_horizon
-        self.num_inference_steps, self.sampler = num_inference_steps, sampler
+        self.obs_horizon, self.pred_horizon, self.action_horizon = cfg.obs_horizon, cfg.pred_horizon, cfg.action_horizon
+        self.num_inference_steps, self.sampler = cfg.num_inference_steps, cfg.sampler
         self.normalizer = MinMaxNormalizer(self.obs_dim).to(self.device)
-        self.net = ConditionalUnet1D(action_dim, obs_horizon * self.obs_dim, tuple(down_dims), step_embed_dim,
-                                     kernel_size, groups).to(self.device)
+        self.net = ConditionalUnet1D(action_dim, cfg.obs_horizon * self.obs_dim, tuple(cfg.down_dims),
+                                     cfg.step_embed_dim, cfg.kernel_size, cfg.groups).to(self.device)
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False).eval()
-        self.ema = EMAModel(self.net.parameters(), decay=ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
-                            power=ema_power)
+        self.ema = EMAModel(self.net.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
+                            power=cfg.ema_power)
         self._ema_stale = False  # ema_net lags the EMA's shadow weights
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # clip_sample keeps each step's estimate of the clean actions in [-1, 1]
-        sched = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, clip_sample=True,
+        sched = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, clip_sample=True,
                      prediction_type="epsilon")
         self.noise_scheduler = DDPMScheduler(**sched)
         self.ddim = DDIMScheduler(**sched, set_alpha_to_one=True)
-        self.memory = PolicyMemory(obs_horizon)
+        self.memory = PolicyMemory(cfg.obs_horizon)
 
     @property
     def window(self) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
+from polytask.agents.configs import DistillConfig
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import make_trunk, mlp, orthogonal_init
 
@@ -32,24 +33,23 @@ class DistillAgent(Agent):
         goals: per task its goal: float32 (N, G) vectors (one-hot or sentence embeddings) or uint8
             (N, 3, H, W) goal images, as an array or tensor; observations carry ``task_id`` (B,)
             indices into it.
-        lr: Adam learning rate (5e-5 in PolyTask).
-        feature_dim, hidden_dim, hidden_depth: network sizes; ``goal_feature_dim`` for goal images.
-        augment, pad: random shifts for pixel observations.
+        **options: :class:`polytask.agents.configs.DistillConfig` (``self.cfg``).
     """
+
+    config_class = DistillConfig
 
     #: constructor arguments that :meth:`state_dict` holds under the same names
     state_init_args = ("goals",)
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str, goals: np.ndarray,
-                 device: torch.device | str = "cpu", lr: float = 5e-5, feature_dim: int = 512,
-                 hidden_dim: int = 1024, hidden_depth: int = 3, goal_feature_dim: int = 64, augment: bool = True,
-                 pad: int = 4):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         self.device = torch.device(device)
         self.obs_key = "pixels" if obs_type == "pixels" else "state"
         shape = tuple(obs_shapes[self.obs_key])
         if self.obs_key == "pixels":
             enc = PixelEncoder(shape)
-            trunk, obs_dim = make_trunk(enc.repr_dim, feature_dim, True)
+            trunk, obs_dim = make_trunk(enc.repr_dim, cfg.feature_dim, True)
             self.encoder: nn.Module = nn.Sequential(enc, trunk)
         else:
             self.encoder = nn.Identity()
@@ -57,21 +57,21 @@ class DistillAgent(Agent):
         self.goals = torch.as_tensor(goals if torch.is_tensor(goals) else np.asarray(goals), device=self.device)
         if self.goals.dtype == torch.uint8:  # goal images
             genc = PixelEncoder(tuple(self.goals.shape[1:]))
-            trunk, goal_dim = make_trunk(genc.repr_dim, goal_feature_dim, True)
+            trunk, goal_dim = make_trunk(genc.repr_dim, cfg.goal_feature_dim, True)
             self.goal_encoder: nn.Module = nn.Sequential(genc, trunk)
         else:
             self.goals = self.goals.float()
             self.goal_encoder = nn.Identity()
             goal_dim = self.goals.shape[1]
-        self.policy = mlp(obs_dim + goal_dim, hidden_dim, action_dim, hidden_depth)
+        self.policy = mlp(obs_dim + goal_dim, cfg.hidden_dim, action_dim, cfg.hidden_depth)
         self.encoder.to(self.device)
         self.goal_encoder.to(self.device)
         self.policy.to(self.device)
         for m in (self.encoder, self.goal_encoder, self.policy):
             m.apply(orthogonal_init)
-        self.aug: nn.Module = RandomShiftsAug(pad) if (augment and self.obs_key == "pixels") else nn.Identity()
+        self.aug: nn.Module = RandomShiftsAug(cfg.pad) if (cfg.augment and self.obs_key == "pixels") else nn.Identity()
         self.params = [p for m in (self.encoder, self.goal_encoder, self.policy) for p in m.parameters()]
-        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
 
     def _mean(self, obs: torch.Tensor, task_id: torch.Tensor) -> torch.Tensor:
         goal = self.goal_encoder(self.goals[task_id])

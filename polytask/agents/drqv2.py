@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.qlearning import TWIN_Q_REDUCTIONS, actor_step, td_target, twin_q_reduce, update_twin_critic
+from polytask.agents.configs import DrQV2Config
+from polytask.agents.qlearning import actor_step, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
@@ -31,60 +32,41 @@ class DrQV2Agent(Agent):
         action_dim: A; actions in [-1, 1].
         obs_type: ``"features"`` or ``"pixels"``.
         device: torch device.
-        lr: Adam learning rate of encoder, actor and critic.
-        feature_dim, hidden_dim, hidden_depth: network sizes (actor identical to BC's, so BC
-            weights load into it); ``critic_hidden_depth`` for the Q MLPs.
-        critic_layer_norm: LayerNorm after each hidden layer of the Q MLPs (:func:`polytask.nets.mlp.mlp`).
-        state_trunk: for state features, put DrQ-v2's trunk (Linear to ``feature_dim`` + LayerNorm +
-            Tanh) in front of the actor and critic MLPs, as pixels always have; BC must use the same
-            setting for ``load_bc``.
-        critic_target_tau: Polyak rate τ.
-        twin_q: how the twin Qs combine in the TD target, the actor objective and the Q-filter:
-            ``"min"`` (clipped double Q, DrQ-v2) or ``"mean"`` (:func:`polytask.agents.qlearning.twin_q_reduce`).
-        stddev_schedule: exploration σ, a number or ``"linear(init,final,steps)"``.
-        stddev_clip: noise clip in the updates.
-        num_expl_steps: uniform random actions before this many agent steps.
-        augment, pad: random shifts for pixels.
+        **options: :class:`polytask.agents.configs.DrQV2Config` (``self.cfg``); the actor has BC's
+            sizes, so BC weights load into it.
 
     Raises:
-        ValueError: for an unknown ``twin_q``.
+        ConfigError: for options :class:`DrQV2Config` refuses (an unknown ``twin_q``, ...).
     """
 
+    config_class = DrQV2Config
     can_reset_networks = True
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 1e-4, feature_dim: int = 512,
-                 hidden_dim: int = 1024, hidden_depth: int = 3, critic_hidden_depth: int = 2,
-                 critic_layer_norm: bool = False, state_trunk: bool = False,
-                 critic_target_tau: float = 0.01, twin_q: str = "min",
-                 stddev_schedule: str | float = "linear(1.0,0.1,250000)",
-                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4):
-        if twin_q not in TWIN_Q_REDUCTIONS:
-            raise ValueError(f"twin_q must be one of {TWIN_Q_REDUCTIONS} ('min': clipped double Q), got {twin_q!r}")
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         self.device = torch.device(device)
         self.obs_key = "pixels" if obs_type == "pixels" else "state"
         self.action_dim = action_dim
-        self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
-        self.num_expl_steps = num_expl_steps
-        self.twin_q = twin_q
+        self.twin_q = cfg.twin_q
         shape = tuple(obs_shapes[self.obs_key])
         pixels = self.obs_key == "pixels"
         self.encoder: nn.Module = PixelEncoder(shape).to(self.device) if pixels else nn.Identity()
         repr_dim = self.encoder.repr_dim if pixels else shape[0]
-        trunk = pixels or state_trunk
-        self.actor = Actor(repr_dim, action_dim, feature_dim, hidden_dim, hidden_depth, trunk).to(self.device)
-        self.critic = Critic(repr_dim, action_dim, feature_dim, hidden_dim, critic_hidden_depth, trunk,
-                             critic_layer_norm).to(self.device)
+        trunk = pixels or cfg.state_trunk
+        self.actor = Actor(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, cfg.hidden_depth,
+                           trunk).to(self.device)
+        self.critic = Critic(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, cfg.critic_hidden_depth, trunk,
+                             cfg.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
-        self.lr = lr
+        self.aug: nn.Module = RandomShiftsAug(cfg.pad) if (cfg.augment and pixels) else nn.Identity()
         self._make_optimizers()
         self.train(True)
 
     def _make_optimizers(self) -> None:
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
         self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()),
-                                           lr=self.lr)
+                                           lr=self.cfg.lr)
 
     def reset_networks(self) -> None:
         """Re-initialise actor, critic and target critic and restart their optimisers, keeping the
@@ -110,10 +92,10 @@ class DrQV2Agent(Agent):
         plus N(0, σ(step)²) noise, or uniform random before ``num_expl_steps``."""
         mu = self.actor(self.encoder(torch.as_tensor(obs[self.obs_key], device=self.device)))
         if not eval_mode:
-            if step < self.num_expl_steps:
+            if step < self.cfg.num_expl_steps:
                 mu = torch.empty_like(mu).uniform_(-1.0, 1.0)
             else:
-                mu = clipped_noise_sample(mu, schedule(self.stddev_schedule, step), None)
+                mu = clipped_noise_sample(mu, schedule(self.cfg.stddev_schedule, step), None)
         return mu.cpu().numpy().astype(np.float32)
 
     def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
@@ -134,20 +116,20 @@ class DrQV2Agent(Agent):
         h = self.encoder(obs)
         with torch.no_grad():
             h_next = self.encoder(next_obs)
-        std = schedule(self.stddev_schedule, step)
+        std = schedule(self.cfg.stddev_schedule, step)
         metrics = self._update_critic(h, action, reward, discount, h_next, std)
         metrics.update(self._update_actor(obs, h.detach(), std, step))
-        soft_update(self.critic, self.critic_target, self.tau)
+        soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         return metrics
 
     def _update_critic(self, h, action, reward, discount, h_next, std) -> dict[str, float]:
         with torch.no_grad():
-            next_action = clipped_noise_sample(self.actor(h_next), std, self.stddev_clip)
+            next_action = clipped_noise_sample(self.actor(h_next), std, self.cfg.stddev_clip)
         target = td_target(self.critic_target, h_next, next_action, reward, discount, twin_q=self.twin_q)
         return update_twin_critic(self.critic, self.critic_opt, h, action, target)
 
     def _update_actor(self, obs, h, std, step) -> dict[str, float]:
-        action = clipped_noise_sample(self.actor(h), std, self.stddev_clip)
+        action = clipped_noise_sample(self.actor(h), std, self.cfg.stddev_clip)
         q = twin_q_reduce(*self.critic(h, action), self.twin_q)
         loss, metrics = self.actor_loss(obs, h, q, step)
         actor_step(loss, self.actor_opt)

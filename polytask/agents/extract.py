@@ -20,15 +20,13 @@ step whose progress reaches ``progress_done`` (EXTRACT's termination); the plan 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import LossAgent
+from polytask.agents.configs import ExtractSkillConfig
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import require_features
 from polytask.nets.extract import ArgumentEncoder, SkillDecoder
@@ -59,43 +57,23 @@ class ExtractSkillAgent(LossAgent):
         action_dim: A; actions are clipped to [-1, 1] when acting.
         obs_type: must be ``"features"``.
         device: torch device.
-        num_skills: K, the discovered skills (EXTRACT: 8); must match the labelled data.
-        z_dim: the argument size (EXTRACT: 5).
-        z_bound: arguments lie in (−z_bound, z_bound) (EXTRACT/SPiRL: 2).
-        hidden_dim, hidden_depth: LSTM and MLP width, hidden layers of the prior MLPs.
-        lr: Adam learning rate.
-        beta: KL weight (EXTRACT: 1e-3).
-        max_skill_len: the longest plan acting decodes (the longest segment: 30).
-        progress_done: a plan ends at the first step whose predicted progress reaches this.
-        eval_mean_skill: in ``eval_mode`` take the most likely skill and the prior's mean argument.
+        **options: :class:`polytask.agents.configs.ExtractSkillConfig` (``self.cfg``).
     """
 
+    config_class = ExtractSkillConfig
     name = "extract_skill"
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", num_skills: int = 8, z_dim: int = 5, z_bound: float = 2.0,
-                 hidden_dim: int = 128, hidden_depth: int = 3, lr: float = 1e-3, beta: float = 1e-3,
-                 max_skill_len: int = 30, progress_done: float = 0.9, eval_mean_skill: bool = False):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features(self.name, obs_type)
         self.device = torch.device(device)
         self.obs_dim, self.action_dim = int(obs_shapes["state"][0]), action_dim
-        self.num_skills, self.z_dim, self.z_bound = num_skills, z_dim, float(z_bound)
-        self.beta, self.max_skill_len, self.progress_done = float(beta), max_skill_len, float(progress_done)
-        self.eval_mean_skill = eval_mean_skill
-        self.model = ExtractModel(self.obs_dim, action_dim, num_skills, z_dim, hidden_dim, hidden_depth).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.num_skills, self.z_dim, self.z_bound = cfg.num_skills, cfg.z_dim, float(cfg.z_bound)
+        self.model = ExtractModel(self.obs_dim, action_dim, cfg.num_skills, cfg.z_dim, cfg.hidden_dim,
+                                  cfg.hidden_depth).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.reset()
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        """Raise ValueError for sizes below 1, a non-positive ``z_bound`` or ``progress_done`` outside (0, 1]."""
-        for key in ("num_skills", "z_dim", "max_skill_len"):
-            if key in options and int(options[key]) < 1:
-                raise ValueError(f"agent.{key} must be >= 1, got {options[key]}")
-        if float(options.get("z_bound", 2.0)) <= 0:
-            raise ValueError(f"agent.z_bound must be > 0, got {options['z_bound']}")
-        if not 0.0 < float(options.get("progress_done", 0.9)) <= 1.0:
-            raise ValueError(f"agent.progress_done must be in (0, 1], got {options['progress_done']}")
 
     def fit_dataset(self, states: np.ndarray) -> None:
         """Fit the state normaliser on the training states float32 (N, D)."""
@@ -135,7 +113,7 @@ class ExtractSkillAgent(LossAgent):
         skill_ce = F.cross_entropy(logits, skill)
         prior = self.model.argument_prior(torch.cat([states[:, 0], onehot], -1))
         argument_nll = gaussian_nll(u.detach(), *prior).mean()
-        loss = action_nll + progress_mse + self.beta * kl + skill_ce + argument_nll
+        loss = action_nll + progress_mse + self.cfg.beta * kl + skill_ce + argument_nll
         return loss, {"action_nll": action_nll.item(), "action_mse": ((sq.mean(-1) * mask).sum() / n).item(),
                       "progress_mse": progress_mse.item(), "kl": kl.item(), "skill_ce": skill_ce.item(),
                       "skill_accuracy": (logits.argmax(-1) == skill).float().mean().item(),
@@ -157,13 +135,13 @@ class ExtractSkillAgent(LossAgent):
         (B, L, A) clipped to [-1, 1] and progress float32 (B, L), L = ``steps`` (default ``max_skill_len``)."""
         z = torch.as_tensor(np.asarray(z, np.float32), device=self.device)
         action, progress = self.model.decoder(z, self._onehot(torch.as_tensor(np.asarray(skill))),
-                                              steps or self.max_skill_len)
+                                              steps or self.cfg.max_skill_len)
         return action.clamp(-1.0, 1.0).cpu().numpy(), progress.cpu().numpy()
 
     def plan_length(self, progress: np.ndarray) -> np.ndarray:
         """Steps of each plan run: up to and including the first whose progress float32 (B, L) reaches
         ``progress_done``, else all L. int64 (B,)."""
-        done = progress >= self.progress_done
+        done = progress >= self.cfg.progress_done
         return np.where(done.any(-1), done.argmax(-1) + 1, progress.shape[-1]).astype(np.int64)
 
     @torch.no_grad()
@@ -185,12 +163,13 @@ class ExtractSkillAgent(LossAgent):
             grow = int(idx.max()) + 1 - len(self._pos)
             self._skill = np.concatenate([self._skill, np.zeros(grow, np.int64)])
             self._z = np.concatenate([self._z, np.zeros((grow, self.z_dim), np.float32)])
-            self._plan = np.concatenate([self._plan, np.zeros((grow, self.max_skill_len, self.action_dim), np.float32)])
+            plan = np.zeros((grow, self.cfg.max_skill_len, self.action_dim), np.float32)
+            self._plan = np.concatenate([self._plan, plan])
             self._plan_len = np.concatenate([self._plan_len, np.zeros(grow, np.int64)])
             self._pos = np.concatenate([self._pos, np.zeros(grow, np.int64)])
         need = first | (self._pos[idx] >= self._plan_len[idx])
         if need.any():
-            k, z = self.sample_skill(state[need], mean=eval_mode and self.eval_mean_skill)
+            k, z = self.sample_skill(state[need], mean=eval_mode and self.cfg.eval_mean_skill)
             plan, progress = self.decode(k, z)
             slots = idx[need]
             self._skill[slots], self._z[slots], self._plan[slots] = k, z, plan
@@ -202,6 +181,6 @@ class ExtractSkillAgent(LossAgent):
     def reset(self) -> None:
         """Forget every env's current skill."""
         self._skill, self._z = np.zeros(0, np.int64), np.zeros((0, self.z_dim), np.float32)
-        self._plan = np.zeros((0, self.max_skill_len, self.action_dim), np.float32)  # (N, L, A) each env's plan
+        self._plan = np.zeros((0, self.cfg.max_skill_len, self.action_dim), np.float32)  # (N, L, A) each env's plan
         self._plan_len, self._pos = np.zeros(0, np.int64), np.zeros(0, np.int64)  # its length, the next step
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polytask.agents.configs import ResidualConfig
 from polytask.agents.frozen import fingerprint, freeze, policy_modules
 from polytask.agents.sac import SACAgent
 from polytask.errors import PolyTaskError
@@ -42,8 +43,6 @@ log = logging.getLogger("polytask")
 
 #: the observation key under which base actions are stored in the replay buffer
 BASE_ACTION_KEY = "base_action"
-#: what the residual actor sees (Policy Decorator's two options)
-ACTOR_INPUTS = ("obs", "obs_base_action")
 
 
 class FrozenPolicyChangedError(PolyTaskError, RuntimeError):
@@ -71,15 +70,11 @@ class ResidualAgent(SACAgent):
             the env's keys (B, ...) plus ``task_id``, ``env_index`` int64 (B,) and ``is_first`` bool
             (B,), so policies with memory work. It is frozen here (eval mode, no gradients) and its
             weights' fingerprint is kept (:meth:`check_frozen`).
-        res_scale: α, the largest residual per action dimension.
-        prog_explore: H, agent steps over which the residual's probability grows to 1.
-        zero_init: zero the actor's output weights for μ, so the mean residual starts at 0 and the
-            untrained decorated policy acts as its base.
-        actor_input: ``"obs"``: the residual actor sees the state; ``"obs_base_action"``: the state
-            and the base action (concatenated), so it can correct a stochastic base's sampled mode
-            (the paper's two options).
-        **sac_options: the :class:`SACAgent` options (lr, sizes, τ, temperature, ``num_expl_steps``:
-            uniform random residuals r before that step).
+        **options: :class:`polytask.agents.configs.ResidualConfig` (``self.cfg``): res_scale α,
+            prog_explore H, zero_init (the mean residual starts at 0, so the untrained decorated policy
+            acts as its base), actor_input (``"obs_base_action"``: the actor also sees the base action,
+            so it can correct a stochastic base's sampled mode), and the SAC options
+            (``num_expl_steps``: uniform random residuals r before that step).
     """
 
     @classmethod
@@ -87,35 +82,31 @@ class ResidualAgent(SACAgent):
         """The frozen ``base_policy`` (from the run's ``base_policy`` weights file)."""
         return ("base_policy",)
 
+    config_class = ResidualConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", base_policy: Any = None, res_scale: float = 0.1,
-                 prog_explore: int = 100_000, zero_init: bool = True, actor_input: str = "obs", **sac_options):
+                 device: torch.device | str = "cpu", base_policy: Any = None, **options):
         if base_policy is None:
             raise ValueError("ResidualAgent needs the frozen base policy (base_policy=<agent>)")
-        if res_scale <= 0:
-            raise ValueError(f"res_scale must be > 0, got {res_scale}")
-        if actor_input not in ACTOR_INPUTS:
-            raise ValueError(f"actor_input must be one of {ACTOR_INPUTS}, got {actor_input!r}")
-        self.actor_input = actor_input  # read by _actor_input_dim while SACAgent builds the actor
-        super().__init__(obs_shapes, action_dim, obs_type, device, **sac_options)
-        self.res_scale, self.prog_explore = float(res_scale), int(prog_explore)
+        super().__init__(obs_shapes, action_dim, obs_type, device, **options)
+        self.res_scale, self.prog_explore = float(self.cfg.res_scale), int(self.cfg.prog_explore)
         self.base = freeze(base_policy)
         self.base_fingerprint = fingerprint(self.base)
         self._base_eval = _copy_sharing_weights(self.base)  # evaluation episodes keep their own memory
         self.extra_obs_shapes = {BASE_ACTION_KEY: (action_dim,)}
-        if zero_init:  # start as the base policy: mean residual tanh(0) = 0
+        if self.cfg.zero_init:  # start as the base policy: mean residual tanh(0) = 0
             last = self.actor.policy[-1]
             with torch.no_grad():
                 last.weight[:action_dim].zero_()
                 last.bias[:action_dim].zero_()
 
     def _actor_input_dim(self, state_dim: int) -> int:
-        return state_dim + (self.action_dim if self.actor_input == "obs_base_action" else 0)
+        return state_dim + (self.action_dim if self.cfg.actor_input == "obs_base_action" else 0)
 
     def _actor_input(self, obs: dict[str, Any]) -> torch.Tensor:
         """The state (B, D), with ``actor_input="obs_base_action"`` followed by the base action (B, A)."""
         state = super()._actor_input(obs)
-        if self.actor_input == "obs":
+        if self.cfg.actor_input == "obs":
             return state
         return torch.cat([state, self._tensor(obs[BASE_ACTION_KEY]).to(state.dtype)], dim=-1)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polytask.agents.configs import OTConfig, ROTConfig
 from polytask.agents.drqv2 import DrQV2Agent
 from polytask.agents.qlearning import twin_q_reduce
 from polytask.data.buffer import DemoBuffer, stack_frames
@@ -29,47 +30,35 @@ from polytask.nets.mlp import Actor
 from polytask.rewards.ot import OTRewarder
 from polytask.utils import schedule
 
-BC_WEIGHT_TYPES = ("qfilter", "schedule")
-
 
 class ROTAgent(DrQV2Agent):
     """DrQ-v2 with ROT's rewards, BC start and BC regularisation; with ``irl``, ``load_bc`` and
     ``bc_regularize`` all off it is plain DrQ-v2 from the env reward.
 
     Args:
-        obs_shapes, action_dim, obs_type, device, **drqv2_options: as :class:`DrQV2Agent`.
-        irl: learn from optimal-transport rewards to ``demo_episodes`` (:meth:`episode_rewards`)
-            instead of the env's.
-        load_bc: start from ``bc_state`` (BC's encoder and actor, also kept frozen for the Q-filter).
-        bc_regularize: add the BC term on batches of ``demos`` to the actor loss.
-        bc_weight_type: λ from the soft Q-filter (``"qfilter"``, needs ``load_bc``) or from
-            ``bc_weight_schedule`` (``"schedule"``).
-        bc_alpha: α scaling the BC term; ``bc_stddev``: σ_bc of its likelihood (BC's fixed std).
-        ot: the rewarder's options: ``eps`` (Sinkhorn ε), ``num_iters``, ``target_return`` (the
-            first episode's rewards sum to this magnitude) and ``update_target_every`` (agent steps
-            between refreshes of the pixel reward encoder).
+        obs_shapes, action_dim, obs_type, device: as :class:`DrQV2Agent`.
+        **options: :class:`polytask.agents.configs.ROTConfig` (``self.cfg``): DrQ-v2's options and
+            ROT's switches ``irl`` (OT rewards to ``demo_episodes``, :meth:`episode_rewards`),
+            ``load_bc`` (start from ``bc_state``: BC's encoder and actor, also kept frozen for the
+            Q-filter), ``bc_regularize`` (the BC term on batches of ``demos``), its weight and the
+            OT rewarder's options (``ot``: :class:`polytask.agents.configs.OTConfig`).
         demos: the run's demos as a :class:`DemoBuffer` over this agent's obs key (``bc_regularize``).
         demo_episodes: the task's demos (``irl``): raw frames (T+1, 3, H, W) are stacked as the
             agent's observations are.
         bc_state: a BC agent's ``state_dict()`` (``load_bc``).
 
     Raises:
-        ValueError: for an unknown ``bc_weight_type``, the Q-filter without ``load_bc``, an input
-            that its switch needs but is missing, or BC networks that do not fit this agent's.
+        ConfigError: for options :class:`ROTConfig` refuses (the Q-filter without ``load_bc``, ...).
+        ValueError: for an input that its switch needs but is missing, or BC networks that do not
+            fit this agent's.
     """
 
+    config_class = ROTConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", irl: bool = False, load_bc: bool = False,
-                 bc_regularize: bool = False, bc_weight_type: str = "qfilter",
-                 bc_weight_schedule: str | float = "linear(1.0,0.1,20000)", bc_alpha: float = 2.5,
-                 bc_stddev: float = 0.1, ot: Mapping[str, Any] | None = None, demos: DemoBuffer | None = None,
-                 demo_episodes: list[Episode] | None = None, bc_state: dict[str, Any] | None = None,
-                 **drqv2_options):
-        self.check_options({"load_bc": load_bc, "bc_regularize": bc_regularize, "bc_weight_type": bc_weight_type})
-        super().__init__(obs_shapes, action_dim, obs_type, device, **drqv2_options)
-        self.irl, self.load_bc, self.bc_regularize = bool(irl), bool(load_bc), bool(bc_regularize)
-        self.bc_weight_type, self.bc_weight_schedule = bc_weight_type, bc_weight_schedule
-        self.bc_alpha, self.bc_stddev = bc_alpha, bc_stddev
+                 device: torch.device | str = "cpu", demos: DemoBuffer | None = None,
+                 demo_episodes: list[Episode] | None = None, bc_state: dict[str, Any] | None = None, **options):
+        super().__init__(obs_shapes, action_dim, obs_type, device, **options)
         # the target encoder of OT rewards: a frozen copy of encoder + critic trunk, refreshed only by
         # refresh_reward_encoder(), so demo features stay valid between refreshes
         self.reward_encoder = nn.Sequential(copy.deepcopy(self.encoder), copy.deepcopy(self.critic.trunk))
@@ -80,18 +69,7 @@ class ROTAgent(DrQV2Agent):
             self.start_from_bc(bc_state)
         self.demos = demos
         self.rewarder = None if demo_episodes is None else \
-            self._make_rewarder(demo_episodes, dict(ot or {}), obs_shapes[self.obs_key][0])
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        """Raises ValueError for options that cannot work together (checked before any input is
-        loaded): an unknown ``bc_weight_type``, or the soft Q-filter without ``load_bc``."""
-        if options.get("bc_weight_type", "qfilter") not in BC_WEIGHT_TYPES:
-            raise ValueError(f"bc_weight_type must be one of {BC_WEIGHT_TYPES}, got {options['bc_weight_type']!r}")
-        if options.get("bc_regularize") and options.get("bc_weight_type", "qfilter") == "qfilter" \
-                and not options.get("load_bc"):
-            raise ValueError("bc_regularize=true with the soft Q-filter needs the BC policy: add load_bc=true "
-                             "(or set agent.bc_weight_type=schedule)")
+            self._make_rewarder(demo_episodes, OTConfig(**self.cfg.ot), obs_shapes[self.obs_key][0])
 
     @classmethod
     def inputs(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
@@ -100,7 +78,7 @@ class ROTAgent(DrQV2Agent):
                   ("bc_state", options.get("load_bc")))
         return tuple(name for name, on in wanted if on)
 
-    def _make_rewarder(self, episodes: list[Episode], ot: dict[str, Any], channels: int) -> OTRewarder:
+    def _make_rewarder(self, episodes: list[Episode], ot: OTConfig, channels: int) -> OTRewarder:
         """The OT rewarder against ``episodes``; pixel demos (raw frames (T+1, C, H, W)) are stacked
         into the agent's ``channels`` (k·C) as its observations are."""
         if self.obs_key == "pixels":
@@ -109,14 +87,13 @@ class ROTAgent(DrQV2Agent):
             featurize, refresh = self.reward_features, self.refresh_reward_encoder
         else:
             obs, featurize, refresh = [ep.obs["state"] for ep in episodes], None, None
-        return OTRewarder(obs, featurize, refresh, refresh_every=int(ot.get("update_target_every", 10_000)),
-                          eps=float(ot.get("eps", 0.01)), num_iters=int(ot.get("num_iters", 100)),
-                          target_return=float(ot.get("target_return", 10.0)))
+        return OTRewarder(obs, featurize, refresh, refresh_every=ot.update_target_every, eps=ot.eps,
+                          num_iters=ot.num_iters, target_return=ot.target_return)
 
     @property
     def rewards_at_episode_end(self) -> bool:
         """With ``irl`` the rewards learnt from are the OT rewards of the whole episode."""
-        return self.irl
+        return self.cfg.irl
 
     def episode_rewards(self, obs: dict[str, np.ndarray], step: int) -> np.ndarray:
         """OT rewards float32 (T,) of an episode with observations ``obs`` (per key (T+1, ...))."""
@@ -160,25 +137,25 @@ class ROTAgent(DrQV2Agent):
                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """DrQ-v2's loss, or with ``bc_regularize`` ROT's ``−(1−λ)·Q + λ·α·BC`` on a demo batch as
         large as the replay batch (metrics ``bc_weight`` λ and ``bc_loss``)."""
-        if not self.bc_regularize:
+        if not self.cfg.bc_regularize:
             return super().actor_loss(obs, h, q, step)
         if self.demos is None:
             raise ValueError("bc_regularize=true needs the demonstrations (the demos input)")
-        if self.bc_weight_type == "qfilter":
+        if self.cfg.bc_weight_type == "qfilter":
             if self.actor_bc is None:
                 raise ValueError("bc_weight_type=qfilter needs the BC policy: start from BC weights (load_bc)")
             with torch.no_grad():
                 q_bc = twin_q_reduce(*self.critic(h, self.actor_bc(self.encoder_bc(obs))), self.twin_q)
                 lam = (q_bc > q).float().mean().item()
         else:
-            lam = schedule(self.bc_weight_schedule, step)
+            lam = schedule(self.cfg.bc_weight_schedule, step)
         demo_batch = self.demos.sample(len(q))
         demo_obs = self.aug(demo_batch[self.obs_key].to(self.device))
         with torch.no_grad():  # the encoder is trained by the critic only
             h_demo = self.encoder(demo_obs)
-        dist = torch.distributions.Normal(self.actor(h_demo), self.bc_stddev, validate_args=False)
+        dist = torch.distributions.Normal(self.actor(h_demo), self.cfg.bc_stddev, validate_args=False)
         bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
-        return -(1.0 - lam) * q.mean() + lam * self.bc_alpha * bc, {"bc_weight": lam, "bc_loss": bc.item()}
+        return -(1.0 - lam) * q.mean() + lam * self.cfg.bc_alpha * bc, {"bc_weight": lam, "bc_loss": bc.item()}
 
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "reward_encoder": self.reward_encoder.state_dict()}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from polytask.agents.base import Agent
+from polytask.agents.configs import SACConfig
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, soft_update
@@ -38,42 +39,31 @@ class SACAgent(Agent):
         action_dim: A; actions in [-1, 1].
         obs_type: must be ``"features"``.
         device: torch device.
-        lr: Adam learning rate of actor, critics and temperature (3e-4).
-        hidden_dim, hidden_depth: MLP sizes of actor and critics (256, 2 hidden layers).
-        critic_target_tau: Polyak rate τ (0.005).
-        init_temperature: initial α (1.0).
-        target_entropy: H̄; None gives −A.
-        num_expl_steps: uniform random actions before this many agent steps.
-        actor_update_after: agent step from which the actor and temperature are updated; before
-            it only the critics learn (a critic warm-up: the actor does not chase an untrained
-            critic). 0: from the first update.
-        log_std_bounds: range of the actor's log σ.
+        **options: :class:`polytask.agents.configs.SACConfig` (``self.cfg``).
 
     Raises:
-        ConfigError: for ``obs_type`` other than ``features``.
+        ConfigError: for ``obs_type`` other than ``features``, or options :class:`SACConfig` refuses.
     """
 
+    config_class = SACConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 3e-4, hidden_dim: int = 256, hidden_depth: int = 2,
-                 critic_target_tau: float = 0.005, init_temperature: float = 1.0, target_entropy: float | None = None,
-                 num_expl_steps: int = 5000, log_std_bounds: tuple[float, float] = (-5.0, 2.0),
-                 actor_update_after: int = 0):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features(type(self).__name__.removesuffix("Agent").lower(), obs_type, " (for pixels use agent=drqv2)")
         self.device = torch.device(device)
         self.obs_key = "state"
         self.action_dim = action_dim
-        self.tau, self.num_expl_steps = critic_target_tau, num_expl_steps
-        self.actor_update_after = int(actor_update_after)
-        self.target_entropy = -float(action_dim) if target_entropy is None else float(target_entropy)
+        self.target_entropy = -float(action_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
         dim = int(obs_shapes[self.obs_key][0])
-        self.actor = GaussianActor(self._actor_input_dim(dim), action_dim, hidden_dim, hidden_dim, hidden_depth, False,
-                                   tuple(log_std_bounds)).to(self.device)
-        self.critic = Critic(dim, action_dim, hidden_dim, hidden_dim, hidden_depth, False).to(self.device)
+        self.actor = GaussianActor(self._actor_input_dim(dim), action_dim, cfg.hidden_dim, cfg.hidden_dim,
+                                   cfg.hidden_depth, False, tuple(cfg.log_std_bounds)).to(self.device)
+        self.critic = Critic(dim, action_dim, cfg.hidden_dim, cfg.hidden_dim, cfg.hidden_depth, False).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(init_temperature), device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.train(True)
 
     @property
@@ -109,7 +99,7 @@ class SACAgent(Agent):
         x = self._actor_input(obs)
         if eval_mode:
             return self.actor.mean(x)
-        if step < self.num_expl_steps:
+        if step < self.cfg.num_expl_steps:
             return torch.empty(len(x), self.action_dim, device=self.device).uniform_(-1.0, 1.0)
         return self.actor.sample(x)[0]
 
@@ -142,9 +132,9 @@ class SACAgent(Agent):
             target = td_target(self.critic_target, next_state, self.execute(next_obs, next_squashed), reward,
                                discount, self.alpha * next_log_prob)
         metrics = update_twin_critic(self.critic, self.critic_opt, state, batch["action"].to(self.device), target)
-        if step >= self.actor_update_after:
+        if step >= self.cfg.actor_update_after:
             metrics.update(self._update_actor_and_alpha(obs, state))
-        soft_update(self.critic, self.critic_target, self.tau)
+        soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         return metrics
 
     def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, float]:

@@ -38,6 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from polytask.agents.configs import SkiLDConfig, SpirlConfig
 from polytask.agents.frozen import freeze
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.agents.sac import SACAgent
@@ -71,19 +72,17 @@ class SkillSACAgent(SACAgent):
         action_dim: A of the env the skills act in.
         skill_model: the frozen skill model (:func:`skill_spec` of an exported ``skill_prior`` file,
             the run input ``skill_model``): decoder, prior and state normaliser; its sizes.
-        target_divergence: δ, the KL(π ‖ p) α is tuned toward (nats; SPiRL maze 1, kitchen 5); None: α fixed.
-        bound: skills are bound·tanh(u) (SPiRL/SkiLD: 2).
-        eval_mean_skill: in ``eval_mode`` act with bound·tanh(μ(s)) (SAC's deterministic action); false:
-            draw u ~ π(·|s) as in training, as the skill prior and posterior agents evaluate by default.
-        **sac_options: :class:`SACAgent`'s (lr, critic sizes, τ, ``init_temperature`` = the initial α,
-            ``num_expl_steps``: uniform random skills before that step, ``actor_update_after``);
+        **options: :class:`polytask.agents.configs.SpirlConfig` (``self.cfg``): ``target_divergence``
+            δ (None: α fixed), ``bound``, ``eval_mean_skill`` and SAC's options (``init_temperature``
+            = the initial α, ``num_expl_steps``: uniform random skills before that step);
             ``target_entropy`` and ``log_std_bounds`` are unused (the KL replaces the entropy, the
             prior's log σ bounds hold).
 
     Raises:
-        ValueError: without a skill model, or for a bound or target divergence that is not positive.
+        ValueError: without a skill model, or one that does not fit the spaces.
     """
 
+    config_class = SpirlConfig
     state_init_args = ("skill_model",)
 
     @classmethod
@@ -92,17 +91,14 @@ class SkillSACAgent(SACAgent):
         return ("skill_model",)
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", skill_model: dict[str, Any] | None = None,
-                 target_divergence: float | None = 1.0, bound: float = 2.0, eval_mean_skill: bool = False,
-                 **sac_options):
+                 device: torch.device | str = "cpu", skill_model: dict[str, Any] | None = None, **options):
         if skill_model is None:
             raise ValueError(f"{type(self).__name__} needs a skill model (the weights of agent=skill_prior)")
-        if bound <= 0 or (target_divergence is not None and target_divergence <= 0):
-            raise ValueError(f"bound ({bound}) and target_divergence ({target_divergence}) must be > 0")
         self._skill_spec = skill_model
         z_dim = int(skill_model["z_dim"])
-        super().__init__(obs_shapes, z_dim, obs_type, device, **sac_options)
-        self.env_action_dim, self.horizon, self.bound = int(action_dim), int(skill_model["horizon"]), float(bound)
+        super().__init__(obs_shapes, z_dim, obs_type, device, **options)
+        self.env_action_dim, self.horizon = int(action_dim), int(skill_model["horizon"])
+        self.bound = float(self.cfg.bound)
         dim = int(obs_shapes[self.obs_key][0])
         skills = SkillModel(dim, self.env_action_dim, z_dim, int(skill_model["hidden_dim"]),
                             int(skill_model["hidden_depth"]))
@@ -113,9 +109,7 @@ class SkillSACAgent(SACAgent):
         self.normalizer, self.decoder, self.prior = (freeze(m.to(self.device)) for m in
                                                      (skills.normalizer, skills.decoder, skills.prior))
         self.actor = copy.deepcopy(self.prior).requires_grad_(True)  # π starts as the prior
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=float(sac_options.get("lr", 3e-4)))
-        self.target_divergence = None if target_divergence is None else float(target_divergence)
-        self.eval_mean_skill = bool(eval_mean_skill)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
         self.train(True)
 
     # -- the skill-space env --------------------------------------------------------------------
@@ -141,10 +135,10 @@ class SkillSACAgent(SACAgent):
         """tanh(u), u ~ π(·|s) (uniform in [-1, 1] while training before ``num_expl_steps``); tanh(μ(s)) in
         eval mode with ``eval_mean_skill``."""
         x = self._actor_input(obs)
-        if not eval_mode and step < self.num_expl_steps:
+        if not eval_mode and step < self.cfg.num_expl_steps:
             return torch.empty(len(x), self.action_dim, device=self.device).uniform_(-1.0, 1.0)
         mean, log_std = self.actor(x)
-        return torch.tanh(mean if eval_mode and self.eval_mean_skill else rsample(mean, log_std))
+        return torch.tanh(mean if eval_mode and self.cfg.eval_mean_skill else rsample(mean, log_std))
 
     # -- the regulariser ------------------------------------------------------------------------
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -161,7 +155,7 @@ class SkillSACAgent(SACAgent):
         return {"prior": self.log_alpha}
 
     def _targets(self) -> dict[str, float | None]:
-        return {"prior": self.target_divergence}
+        return {"prior": self.cfg.target_divergence}
 
     def _temperature_opts(self) -> dict[str, torch.optim.Optimizer]:
         return {"prior": self.alpha_opt}
@@ -202,9 +196,9 @@ class SkillSACAgent(SACAgent):
             next_reg = self.regulariser(next_obs, next_x, next_mean, next_log_std)[0]
             target = td_target(self.critic_target, next_x, next_action, reward.unsqueeze(-1), discount, next_reg)
         metrics.update(update_twin_critic(self.critic, self.critic_opt, x, batch["action"].to(self.device), target))
-        if step >= self.actor_update_after:
+        if step >= self.cfg.actor_update_after:
             metrics.update(self._update_actor_and_alpha(obs, x))
-        soft_update(self.critic, self.critic_target, self.tau)
+        soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         return metrics
 
     def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, float]:
@@ -243,21 +237,17 @@ class SkiLDAgent(SkillSACAgent):
             ``posterior`` (the run input ``skill_posterior``).
         demo_discriminator: an exported ``demo_discriminator`` file's ``{"net", "normalizer",
             "hidden_dim", "hidden_depth"}`` (the run input ``demo_discriminator``).
-        target_divergence_q: δ_q for α_q (nats); None: α_q fixed at ``init_temperature_q``.
-        init_temperature_q: the initial α_q.
-        env_reward_weight: λ, the env reward's weight (SkiLD 0.9); the discriminator's is 1 − λ.
-        imitation: learn from the discriminator reward alone (λ = 0).
-        init_from: ``"prior"`` or ``"posterior"``: the network the policy starts as.
-        posterior_kl_clip: KL(π ‖ q) is clipped at this many nats per state (None: not clipped). The
-            posterior, trained on a few demos, is very narrow off them (σ down to e⁻¹⁰): there the KL
-            reaches 1e7 nats, and even weighted by D ≈ 0 it would swamp the loss; clipped states get
-            no pull toward the posterior (a deviation from SkiLD, whose image-based posterior was
-            not that narrow).
+        **options: :class:`polytask.agents.configs.SkiLDConfig` (``self.cfg``). KL(π ‖ q) is clipped
+            at ``posterior_kl_clip`` nats per state: the posterior, trained on a few demos, is very
+            narrow off them (σ down to e⁻¹⁰), where the KL reaches 1e7 nats and, even weighted by
+            D ≈ 0, would swamp the loss; clipped states get no pull toward the posterior (a deviation
+            from SkiLD, whose image-based posterior was not that narrow).
 
     Raises:
-        ValueError: for missing inputs, λ outside [0, 1], or another ``init_from``.
+        ValueError: for missing inputs, or ones that do not fit the spaces.
     """
 
+    config_class = SkiLDConfig
     state_init_args = ("skill_posterior", "demo_discriminator")
 
     @classmethod
@@ -268,15 +258,10 @@ class SkiLDAgent(SkillSACAgent):
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", skill_posterior: dict[str, Any] | None = None,
-                 demo_discriminator: dict[str, Any] | None = None, target_divergence_q: float | None = 1.0,
-                 init_temperature_q: float = 0.1, env_reward_weight: float = 0.9, imitation: bool = False,
-                 init_from: str = "prior", posterior_kl_clip: float | None = 100.0, **options):
+                 demo_discriminator: dict[str, Any] | None = None, **options):
         if skill_posterior is None or demo_discriminator is None:
             raise ValueError("SkiLD needs the skill posterior and the demo discriminator (agent=skill_posterior, "
                              "agent=demo_discriminator)")
-        if not 0.0 <= env_reward_weight <= 1.0 or init_from not in ("prior", "posterior"):
-            raise ValueError(f"env_reward_weight must be in [0, 1] (got {env_reward_weight}) and init_from 'prior' or "
-                             f"'posterior' (got {init_from!r})")
         super().__init__(obs_shapes, action_dim, obs_type, device, skill_model=skill_posterior, **options)
         self._posterior_spec, self._discriminator_spec = skill_posterior, demo_discriminator
         dim = int(obs_shapes[self.obs_key][0])
@@ -292,13 +277,11 @@ class SkiLDAgent(SkillSACAgent):
             raise ValueError(f"the skill posterior or discriminator does not fit {dim}-d states: {e}") from e
         for m in ("posterior", "disc_normalizer", "discriminator"):
             setattr(self, m, freeze(getattr(self, m).to(self.device)))
-        if init_from == "posterior":
+        if self.cfg.init_from == "posterior":
             self.actor.load_state_dict(self.posterior.state_dict())
-        self.env_reward_weight = 0.0 if imitation else float(env_reward_weight)
-        self.posterior_kl_clip = None if posterior_kl_clip is None else float(posterior_kl_clip)
-        self.target_divergence_q = None if target_divergence_q is None else float(target_divergence_q)
-        self.log_alpha_q = torch.tensor(math.log(init_temperature_q), device=self.device, requires_grad=True)
-        self.alpha_q_opt = torch.optim.Adam([self.log_alpha_q], lr=float(options.get("lr", 3e-4)))
+        self.env_reward_weight = 0.0 if self.cfg.imitation else float(self.cfg.env_reward_weight)
+        self.log_alpha_q = torch.tensor(math.log(self.cfg.init_temperature_q), device=self.device, requires_grad=True)
+        self.alpha_q_opt = torch.optim.Adam([self.log_alpha_q], lr=self.cfg.lr)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -328,8 +311,8 @@ class SkiLDAgent(SkillSACAgent):
         """``{"prior": KL(π ‖ p), "posterior": KL(π ‖ q)}``, analytic, float32 (B,) each (the second
         clipped at ``posterior_kl_clip``)."""
         kl_q = gaussian_kl(mean, log_std, *self.posterior(x))
-        if self.posterior_kl_clip is not None:
-            kl_q = kl_q.clamp(max=self.posterior_kl_clip)
+        if self.cfg.posterior_kl_clip is not None:
+            kl_q = kl_q.clamp(max=self.cfg.posterior_kl_clip)
         return {**super().divergences(x, mean, log_std), "posterior": kl_q}
 
     def kl_weights(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -342,7 +325,7 @@ class SkiLDAgent(SkillSACAgent):
         return {"prior": self.log_alpha, "posterior": self.log_alpha_q}
 
     def _targets(self) -> dict[str, float | None]:
-        return {"prior": self.target_divergence, "posterior": self.target_divergence_q}
+        return {"prior": self.cfg.target_divergence, "posterior": self.cfg.target_divergence_q}
 
     def _temperature_opts(self) -> dict[str, torch.optim.Optimizer]:
         return {"prior": self.alpha_opt, "posterior": self.alpha_q_opt}

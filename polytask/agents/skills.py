@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import Agent, LossAgent
+from polytask.agents.configs import DemoDiscriminatorConfig, SkillConfig, SkillPosteriorConfig, SkillPriorConfig
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import PolyTaskError, require_features
 from polytask.nets.mlp import mlp
@@ -73,24 +74,21 @@ class SkillAgent(Agent):
         action_dim: A; actions are clipped to [-1, 1] when acting.
         obs_type: must be ``"features"``.
         device: torch device.
-        z_dim, horizon, hidden_dim, hidden_depth: the skill model (SPiRL: 10, 10).
-        eval_mean_skill: in ``eval_mode`` take the mean skill instead of a sample.
+        **options: :class:`polytask.agents.configs.SkillConfig` (``self.cfg``; a subclass's config).
     """
 
+    config_class = SkillConfig
     name = "skill"
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", z_dim: int = 10, horizon: int = 10, hidden_dim: int = 128,
-                 hidden_depth: int = 3, eval_mean_skill: bool = False):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features(self.name, obs_type)
-        if horizon < 1 or z_dim < 1:
-            raise ValueError(f"agent.horizon and agent.z_dim must be >= 1, got {horizon} and {z_dim}")
         self.device = torch.device(device)
         self.obs_dim, self.action_dim = int(obs_shapes["state"][0]), action_dim
-        self.z_dim, self.horizon = z_dim, horizon
-        self.eval_mean_skill = eval_mean_skill
-        self.model = SkillModel(self.obs_dim, action_dim, z_dim, hidden_dim, hidden_depth).to(self.device)
-        self._z = np.zeros((0, z_dim), np.float32)  # (N, Z) each env's current skill
+        self.z_dim, self.horizon = cfg.z_dim, cfg.horizon
+        self.model = SkillModel(self.obs_dim, action_dim, cfg.z_dim, cfg.hidden_dim, cfg.hidden_depth).to(self.device)
+        self._z = np.zeros((0, cfg.z_dim), np.float32)  # (N, Z) each env's current skill
         self._age = np.zeros(0, np.int64)  # (N,) steps each env has run its skill (horizon: draw a new one)
 
     @property
@@ -153,7 +151,7 @@ class SkillAgent(Agent):
             self._age = np.concatenate([self._age, np.full(grow, self.horizon, np.int64)])
         need = first | (self._age[idx] >= self.horizon)
         if need.any():
-            self._z[idx[need]] = self.sample_skill(state[need], mean=eval_mode and self.eval_mean_skill)
+            self._z[idx[need]] = self.sample_skill(state[need], mean=eval_mode and self.cfg.eval_mean_skill)
             self._age[idx[need]] = 0
         self._age[idx] += 1
         return self.decode({"state": state}, self._z[idx]).astype(np.float32)
@@ -167,20 +165,17 @@ class SkillPriorAgent(SkillAgent, LossAgent):
     """SPiRL's closed-loop skill VAE with a learned skill prior (see the module docstring), trained
     with RAdam on windows of the play data.
 
-    Args (besides :class:`SkillAgent`'s):
-        lr: RAdam learning rate (SPiRL: 1e-3).
-        beta: β, the KL weight (SPiRL: kitchen 5e-4, maze 1e-2; SkiLD maze 1e-3).
+    Options: :class:`polytask.agents.configs.SkillPriorConfig` (β: SPiRL kitchen 5e-4, maze 1e-2;
+    SkiLD maze 1e-3).
     """
 
+    config_class = SkillPriorConfig
     name = "skill_prior"
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", z_dim: int = 10, horizon: int = 10, hidden_dim: int = 128,
-                 hidden_depth: int = 3, eval_mean_skill: bool = False, lr: float = 1e-3, beta: float = 1e-2):
-        super().__init__(obs_shapes, action_dim, obs_type, device, z_dim, horizon, hidden_dim, hidden_depth,
-                         eval_mean_skill)
-        self.beta = float(beta)
-        self.opt = torch.optim.RAdam(self.model.parameters(), lr=lr)
+                 device: torch.device | str = "cpu", **options):
+        super().__init__(obs_shapes, action_dim, obs_type, device, **options)
+        self.opt = torch.optim.RAdam(self.model.parameters(), lr=self.cfg.lr)
 
     def skill_distribution(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned prior p(z | s)."""
@@ -203,7 +198,7 @@ class SkillPriorAgent(SkillAgent, LossAgent):
         rec = 0.5 * sq.sum(-1).mean()
         kl = gaussian_kl(mean_q, log_std_q, torch.zeros_like(mean_q), torch.zeros_like(log_std_q)).mean()
         prior_nll = gaussian_nll(z.detach(), *self.model.prior(states[:, 0])).mean()
-        loss = rec + self.beta * kl + prior_nll
+        loss = rec + self.cfg.beta * kl + prior_nll
         standard_nll = gaussian_nll(z.detach(), torch.zeros_like(z), torch.zeros_like(z)).mean()
         return loss, {"rec": rec.item(), "rec_mse": sq.mean().item(), "kl": kl.item(), "prior_nll": prior_nll.item(),
                       "standard_nll": standard_nll.item()}
@@ -217,21 +212,21 @@ class SkillPosteriorAgent(SkillAgent):
     (:meth:`load_skill_model`) and is never trained; it travels in this agent's state, so an exported
     posterior acts on its own. Acting draws skills from the posterior.
 
-    Args (besides :class:`SkillAgent`'s, which must match the skill-prior run's):
-        lr: Adam learning rate of the posterior.
+    Options: :class:`polytask.agents.configs.SkillPosteriorConfig` (the sizes must match the
+    skill-prior run's).
     """
 
+    config_class = SkillPosteriorConfig
     name = "skill_posterior"
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", z_dim: int = 10, horizon: int = 10, hidden_dim: int = 128,
-                 hidden_depth: int = 3, eval_mean_skill: bool = False, lr: float = 1e-3):
-        super().__init__(obs_shapes, action_dim, obs_type, device, z_dim, horizon, hidden_dim, hidden_depth,
-                         eval_mean_skill)
+                 device: torch.device | str = "cpu", **options):
+        super().__init__(obs_shapes, action_dim, obs_type, device, **options)
         self.model.requires_grad_(False)
         self.model.eval()
-        self.posterior = GaussianMLP(self.obs_dim, z_dim, hidden_dim, hidden_depth).to(self.device)
-        self.opt = torch.optim.Adam(self.posterior.parameters(), lr=lr)
+        self.posterior = GaussianMLP(self.obs_dim, self.z_dim, self.cfg.hidden_dim,
+                                     self.cfg.hidden_depth).to(self.device)
+        self.opt = torch.optim.Adam(self.posterior.parameters(), lr=self.cfg.lr)
 
     def fit_dataset(self, states: np.ndarray, actions: np.ndarray) -> None:
         """Nothing to fit: states are normalised as the skill model was trained (on the play data)."""
@@ -297,21 +292,22 @@ class DemoDiscriminatorAgent(Agent):
         action_dim: unused (the discriminator sees states only).
         obs_type: must be ``"features"``.
         device: torch device.
-        lr: Adam learning rate.
-        hidden_dim, hidden_depth: the MLP.
+        **options: :class:`polytask.agents.configs.DemoDiscriminatorConfig` (``self.cfg``).
     """
 
+    config_class = DemoDiscriminatorConfig
     #: scores states, takes no actions
     is_policy = False
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", lr: float = 1e-3, hidden_dim: int = 32, hidden_depth: int = 2):
+                 device: torch.device | str = "cpu", **options):
+        cfg = self.configure(options)
         require_features("demo_discriminator", obs_type)
         self.device = torch.device(device)
         obs_dim = int(obs_shapes["state"][0])
         self.normalizer = MinMaxNormalizer(obs_dim).to(self.device)
-        self.net = mlp(obs_dim, hidden_dim, 1, hidden_depth).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.net = mlp(obs_dim, cfg.hidden_dim, 1, cfg.hidden_depth).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
 
     def fit_dataset(self, states: np.ndarray) -> None:
         """Fit the state normaliser on the demo and play states together, float32 (N, D)."""

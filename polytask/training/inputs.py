@@ -5,10 +5,8 @@ names (:func:`make_agent`), so no trainer or builder code names an algorithm."""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import gymnasium as gym
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from polytask.agents.configs import AgentConfig, make_config
 from polytask.errors import ConfigError
 from polytask.training.run import load_demo_buffer, tasks_of
 from polytask.training.weights import find_weights, load_policy, read_weights, weights_path
@@ -129,76 +128,33 @@ def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[
     return values
 
 
-#: what the builder passes every agent constructor besides its options and inputs
-SPACE_ARGS = ("self", "obs_shapes", "action_dim", "obs_type", "device")
-
-
 def agent_options(agent_cfg: DictConfig) -> dict[str, Any]:
     """The constructor options of ``agent_cfg`` (resolved; ``name`` and ``trainer`` left out)."""
     return {k: v for k, v in OmegaConf.to_container(agent_cfg, resolve=True).items() if k not in ("name", "trainer")}
 
 
-def check_agent_options(agent_cfg: DictConfig) -> None:
-    """Before any heavy work: every option in ``agent_cfg`` (besides ``name``, ``trainer``,
-    ``_target_``) is an argument of its ``_target_`` class (or of the classes whose constructors it
-    hands ``**options`` on to), and the class's own rules hold (:meth:`Agent.check_options`).
+def check_agent_options(agent_cfg: DictConfig) -> AgentConfig:
+    """Before any heavy work: ``agent_cfg``'s options as its agent's config (``config_class`` of its
+    ``_target_``: types, ranges and options that need each other, :mod:`polytask.agents.configs`),
+    with each switch that the published yamls read from the top level (``irl``, ``load_bc``,
+    ``res_scale``, ...) still read from there, so the switch has one name.
 
     Raises:
-        ConfigError: naming the options the agent does not take (e.g. ``agent=bc recipe=drqv2_state``:
-            the recipe's DrQ-v2 options on a BC agent), or the rule the options break.
+        ConfigError: naming the option and what is wrong with it (e.g. ``agent=bc recipe=drqv2_state``:
+            the recipe's DrQ-v2 options on a BC agent), or the top-level key to set instead.
     """
     cls = get_class(agent_cfg._target_)
-    params: dict[str, inspect.Parameter] = {}
-    hints: dict[str, Any] = {}
-    for klass in cls.__mro__:  # follow **options down the constructors that pass them on
-        if "__init__" not in vars(klass):
-            continue
-        found = inspect.signature(klass.__init__).parameters
-        params.update({k: p for k, p in found.items()
-                       if p.kind is not inspect.Parameter.VAR_KEYWORD and k not in params})
-        try:
-            hints = {**typing.get_type_hints(klass.__init__), **hints}
-        except (NameError, TypeError):  # an annotation that cannot be evaluated here: no type check for it
-            pass
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found.values()):
-            break
-    else:
-        return  # a constructor that takes anything
-    unknown = sorted(k for k in agent_cfg if k not in ("name", "trainer", "_target_") and k not in params)
-    if unknown:
-        takes = ", ".join(k for k in params if k not in SPACE_ARGS and k not in PROVIDERS and k not in DEMO_INPUTS)
-        raise ConfigError(f"agent={agent_cfg.name} ({cls.__name__}) has no option {', '.join(unknown)}; it takes: "
-                          f"{takes}. Drop the override, or pick the agent it was meant for (a recipe sets its own "
-                          f"agent: leave out agent=... when using recipe=...).")
-    options = agent_options(agent_cfg)
-    for key, value in options.items():
-        expected = _plain_types(hints.get(key))
-        if expected and not isinstance(value, expected):
-            names = " or ".join("a number" if t is float else t.__name__ for t in expected if t is not int or
-                                float not in expected)
-            raise ConfigError(f"agent.{key}={value!r} ({type(value).__name__}): agent={agent_cfg.name} takes {names} "
-                              f"there ({cls.__name__}); fix the override or the config")
+    raw = OmegaConf.to_container(agent_cfg, resolve=False)
+    for f in dataclasses.fields(cls.config_class):
+        top = f.metadata.get("top_level")
+        if top and f.name in raw and raw[f.name] != f"${{{top}}}":
+            raise ConfigError(f"agent.{f.name} is the top-level switch {top}: set {top}=... (run names and weights "
+                              f"files read it) and leave agent.{f.name} as ${{{top}}}")
+    options = {k: v for k, v in agent_options(agent_cfg).items() if k != "_target_"}
     try:
-        cls.check_options(options)
-    except ValueError as e:
-        raise ConfigError(f"agent={agent_cfg.name}: {e}") from e
-
-
-def _plain_types(hint: Any) -> tuple[type, ...]:
-    """The plain types a config value may have for an annotation: ``float`` also takes ints, unions
-    their members; ``()`` (no check) for anything else (containers, tensors, Any, None)."""
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    allowed: list[type] = []
-    for arg in args:
-        if arg is type(None):
-            allowed.append(type(None))
-        elif arg in (bool, int, str):
-            allowed.append(arg)
-        elif arg is float:
-            allowed += [float, int]
-        else:
-            return ()
-    return tuple(allowed)
+        return make_config(cls.config_class, options)
+    except ConfigError as e:
+        raise ConfigError(f"agent={agent_cfg.name} ({cls.__name__}): {e}") from e
 
 
 def make_agent(cfg: DictConfig, env: gym.Env, **extra: Any):
