@@ -82,7 +82,7 @@ def config_error(e: OmegaConfBaseException) -> ConfigError:
     options there are."""
     owner = e.object_type if dataclasses.is_dataclass(e.object_type) else None
     fields = {f.name: f for f in dataclasses.fields(owner)} if owner else {}
-    where = f" ({owner.__name__}, polytask/agents/configs.py)" if owner else ""
+    where = f" ({owner.__name__}, {owner.__module__.replace('.', '/')}.py)" if owner else ""
     if isinstance(e, ConfigKeyError) or (e.key is not None and owner and e.key not in fields):
         options = [name for name in fields if name not in ("_target_", "name", "trainer")]
         takes = f"; it takes: {', '.join(options)}" if options else ""

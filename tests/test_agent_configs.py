@@ -1,4 +1,4 @@
-"""Each agent's options are declared once, in its config dataclass (polytask/agents/configs.py): every
+"""Each agent's options are declared once, in its config dataclass (polytask/agents/configs/): every
 agent yaml extends its schema and sets no key the dataclass lacks, every field has a doc, the
 constructor takes the same options, and checks run when the config is built."""
 
@@ -12,7 +12,8 @@ import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from polytask.agents.configs import SCHEMAS, SACConfig, make_config
+from polytask.agents.configs import discover, make_config
+from polytask.agents.configs.sac import SACConfig
 from polytask.errors import ConfigError
 from tests.agent_harness import AGENT_NAMES
 from tests.conftest import ROOT, compose_cfg
@@ -38,7 +39,7 @@ def test_every_agent_yaml_extends_its_agents_config(name):
     assert set(own_agent) - HEADER - {"defaults"} <= fields
 
 
-@pytest.mark.parametrize("config_class", sorted(set(SCHEMAS.values()), key=lambda c: c.__name__))
+@pytest.mark.parametrize("config_class", sorted(set(discover().values()), key=lambda c: c.__name__))
 def test_every_option_has_a_type_a_default_and_a_doc(config_class):
     for f in dataclasses.fields(config_class):
         assert f.metadata.get("help", "").strip(), f"{config_class.__name__}.{f.name} has no doc"
@@ -47,7 +48,9 @@ def test_every_option_has_a_type_a_default_and_a_doc(config_class):
 
 
 def test_subclass_configs_inherit_their_parents_options():
-    from polytask.agents.configs import DrQV2Config, ResidualConfig, ROTConfig, SkiLDConfig, SpirlConfig
+    from polytask.agents.configs.imitation import DrQV2Config, ROTConfig
+    from polytask.agents.configs.sac import ResidualConfig
+    from polytask.agents.configs.skills import SkiLDConfig, SpirlConfig
 
     for child, parent in ((ROTConfig, DrQV2Config), (ResidualConfig, SACConfig), (SkiLDConfig, SpirlConfig)):
         assert {f.name for f in dataclasses.fields(parent)} < {f.name for f in dataclasses.fields(child)}
@@ -79,7 +82,7 @@ def test_constructors_take_the_config_options_and_check_them():
 
 
 def test_rots_rule_on_options_that_need_each_other():
-    from polytask.agents.configs import ROTConfig
+    from polytask.agents.configs.imitation import ROTConfig
 
     with pytest.raises(ConfigError, match="soft Q-filter needs the BC policy: add load_bc=true"):
         ROTConfig(bc_regularize=True)

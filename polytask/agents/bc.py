@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import BCConfig
+from polytask.agents.configs.imitation import BCConfig
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor
 
@@ -27,7 +27,7 @@ class BCAgent(Agent):
         action_dim: action size A; actions are in [-1, 1].
         obs_type: ``"pixels"`` (acts on ``obs["pixels"]``) or ``"features"`` (``obs["state"]``).
         device: torch device.
-        **options: :class:`polytask.agents.configs.BCConfig` (``self.cfg``).
+        **options: :class:`polytask.agents.configs.imitation.BCConfig` (``self.cfg``).
     """
 
     config_class = BCConfig

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import BeTConfig
+from polytask.agents.configs.sequence import BeTConfig
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.gpt import CausalTransformer
@@ -111,7 +111,7 @@ class BeTAgent(Agent):
         action_dim: A; actions are in [-1, 1].
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.BeTConfig` (``self.cfg``; the paper's kitchen
+        **options: :class:`polytask.agents.configs.sequence.BeTConfig` (``self.cfg``; the paper's kitchen
             transformer and minGPT's AdamW by default; the paper uses 16–64 bins depending on the task).
     """
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import DiffusionConfig
+from polytask.agents.configs.sequence import DiffusionConfig
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
 from polytask.nets.unet1d import ConditionalUnet1D
@@ -58,7 +58,7 @@ class DiffusionAgent(Agent):
         action_dim: A; actions are in [-1, 1] (samples are clipped there).
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.DiffusionConfig` (``self.cfg``): AdamW (the paper
+        **options: :class:`polytask.agents.configs.sequence.DiffusionConfig` (``self.cfg``): AdamW (the paper
             also warms up and cosine-decays the learning rate, which is left out here), the horizons
             T_o, T_p, T_a, the UNet (:class:`ConditionalUnet1D`), the DDPM forward process, the
             sampler, and the EMA of the weights (the EMA weights act).

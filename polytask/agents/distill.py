@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import DistillConfig
+from polytask.agents.configs.distill import DistillConfig
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import make_trunk, mlp, orthogonal_init
 
@@ -33,7 +33,7 @@ class DistillAgent(Agent):
         goals: per task its goal: float32 (N, G) vectors (one-hot or sentence embeddings) or uint8
             (N, 3, H, W) goal images, as an array or tensor; observations carry ``task_id`` (B,)
             indices into it.
-        **options: :class:`polytask.agents.configs.DistillConfig` (``self.cfg``).
+        **options: :class:`polytask.agents.configs.distill.DistillConfig` (``self.cfg``).
     """
 
     config_class = DistillConfig

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import DrQV2Config
+from polytask.agents.configs.imitation import DrQV2Config
 from polytask.agents.qlearning import actor_step, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
@@ -32,7 +32,7 @@ class DrQV2Agent(Agent):
         action_dim: A; actions in [-1, 1].
         obs_type: ``"features"`` or ``"pixels"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.DrQV2Config` (``self.cfg``); the actor has BC's
+        **options: :class:`polytask.agents.configs.imitation.DrQV2Config` (``self.cfg``); the actor has BC's
             sizes, so BC weights load into it.
 
     Raises:

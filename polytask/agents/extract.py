@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import LossAgent
-from polytask.agents.configs import ExtractSkillConfig
+from polytask.agents.configs.extract import ExtractSkillConfig
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import require_features
 from polytask.nets.extract import ArgumentEncoder, SkillDecoder
@@ -57,7 +57,7 @@ class ExtractSkillAgent(LossAgent):
         action_dim: A; actions are clipped to [-1, 1] when acting.
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.ExtractSkillConfig` (``self.cfg``).
+        **options: :class:`polytask.agents.configs.extract.ExtractSkillConfig` (``self.cfg``).
     """
 
     config_class = ExtractSkillConfig

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polytask.agents.configs import TWIN_Q_REDUCTIONS
+from polytask.agents.configs.imitation import TWIN_Q_REDUCTIONS
 
 
 def twin_q_reduce(q1: torch.Tensor, q2: torch.Tensor, how: str = "min") -> torch.Tensor:

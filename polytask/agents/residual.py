@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.agents.configs import ResidualConfig
+from polytask.agents.configs.sac import ResidualConfig
 from polytask.agents.frozen import fingerprint, freeze, policy_modules
 from polytask.agents.sac import SACAgent
 from polytask.errors import PolyTaskError
@@ -70,7 +70,7 @@ class ResidualAgent(SACAgent):
             the env's keys (B, ...) plus ``task_id``, ``env_index`` int64 (B,) and ``is_first`` bool
             (B,), so policies with memory work. It is frozen here (eval mode, no gradients) and its
             weights' fingerprint is kept (:meth:`check_frozen`).
-        **options: :class:`polytask.agents.configs.ResidualConfig` (``self.cfg``): res_scale α,
+        **options: :class:`polytask.agents.configs.sac.ResidualConfig` (``self.cfg``): res_scale α,
             prog_explore H, zero_init (the mean residual starts at 0, so the untrained decorated policy
             acts as its base), actor_input (``"obs_base_action"``: the actor also sees the base action,
             so it can correct a stochastic base's sampled mode), and the SAC options

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from polytask.agents.configs import OTConfig, ROTConfig
+from polytask.agents.configs.imitation import OTConfig, ROTConfig
 from polytask.agents.drqv2 import DrQV2Agent
 from polytask.agents.qlearning import twin_q_reduce
 from polytask.data.buffer import DemoBuffer, stack_frames
@@ -37,11 +37,11 @@ class ROTAgent(DrQV2Agent):
 
     Args:
         obs_shapes, action_dim, obs_type, device: as :class:`DrQV2Agent`.
-        **options: :class:`polytask.agents.configs.ROTConfig` (``self.cfg``): DrQ-v2's options and
+        **options: :class:`polytask.agents.configs.imitation.ROTConfig` (``self.cfg``): DrQ-v2's options and
             ROT's switches ``irl`` (OT rewards to ``demo_episodes``, :meth:`episode_rewards`),
             ``load_bc`` (start from ``bc_state``: BC's encoder and actor, also kept frozen for the
             Q-filter), ``bc_regularize`` (the BC term on batches of ``demos``), its weight and the
-            OT rewarder's options (``ot``: :class:`polytask.agents.configs.OTConfig`).
+            OT rewarder's options (``ot``: :class:`polytask.agents.configs.imitation.OTConfig`).
         demos: the run's demos as a :class:`DemoBuffer` over this agent's obs key (``bc_regularize``).
         demo_episodes: the task's demos (``irl``): raw frames (T+1, 3, H, W) are stacked as the
             agent's observations are.

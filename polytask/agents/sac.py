@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from polytask.agents.base import Agent
-from polytask.agents.configs import SACConfig
+from polytask.agents.configs.sac import SACConfig
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, soft_update
@@ -39,7 +39,7 @@ class SACAgent(Agent):
         action_dim: A; actions in [-1, 1].
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.SACConfig` (``self.cfg``).
+        **options: :class:`polytask.agents.configs.sac.SACConfig` (``self.cfg``).
 
     Raises:
         ConfigError: for ``obs_type`` other than ``features``, or options :class:`SACConfig` refuses.

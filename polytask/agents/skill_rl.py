@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from polytask.agents.configs import SkiLDConfig, SpirlConfig
+from polytask.agents.configs.skills import SkiLDConfig, SpirlConfig
 from polytask.agents.frozen import freeze
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.agents.sac import SACAgent
@@ -72,7 +72,7 @@ class SkillSACAgent(SACAgent):
         action_dim: A of the env the skills act in.
         skill_model: the frozen skill model (:func:`skill_spec` of an exported ``skill_prior`` file,
             the run input ``skill_model``): decoder, prior and state normaliser; its sizes.
-        **options: :class:`polytask.agents.configs.SpirlConfig` (``self.cfg``): ``target_divergence``
+        **options: :class:`polytask.agents.configs.skills.SpirlConfig` (``self.cfg``): ``target_divergence``
             δ (None: α fixed), ``bound``, ``eval_mean_skill`` and SAC's options (``init_temperature``
             = the initial α, ``num_expl_steps``: uniform random skills before that step);
             ``target_entropy`` and ``log_std_bounds`` are unused (the KL replaces the entropy, the
@@ -237,7 +237,7 @@ class SkiLDAgent(SkillSACAgent):
             ``posterior`` (the run input ``skill_posterior``).
         demo_discriminator: an exported ``demo_discriminator`` file's ``{"net", "normalizer",
             "hidden_dim", "hidden_depth"}`` (the run input ``demo_discriminator``).
-        **options: :class:`polytask.agents.configs.SkiLDConfig` (``self.cfg``). KL(π ‖ q) is clipped
+        **options: :class:`polytask.agents.configs.skills.SkiLDConfig` (``self.cfg``). KL(π ‖ q) is clipped
             at ``posterior_kl_clip`` nats per state: the posterior, trained on a few demos, is very
             narrow off them (σ down to e⁻¹⁰), where the KL reaches 1e7 nats and, even weighted by
             D ≈ 0, would swamp the loss; clipped states get no pull toward the posterior (a deviation

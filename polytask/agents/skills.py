@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.agents.base import Agent, LossAgent
-from polytask.agents.configs import DemoDiscriminatorConfig, SkillConfig, SkillPosteriorConfig, SkillPriorConfig
+from polytask.agents.configs.skills import DemoDiscriminatorConfig, SkillConfig, SkillPosteriorConfig, SkillPriorConfig
 from polytask.agents.sequence import MinMaxNormalizer, env_slots
 from polytask.errors import PolyTaskError, require_features
 from polytask.nets.mlp import mlp
@@ -74,7 +74,7 @@ class SkillAgent(Agent):
         action_dim: A; actions are clipped to [-1, 1] when acting.
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.SkillConfig` (``self.cfg``; a subclass's config).
+        **options: :class:`polytask.agents.configs.skills.SkillConfig` (``self.cfg``; a subclass's config).
     """
 
     config_class = SkillConfig
@@ -165,7 +165,7 @@ class SkillPriorAgent(SkillAgent, LossAgent):
     """SPiRL's closed-loop skill VAE with a learned skill prior (see the module docstring), trained
     with RAdam on windows of the play data.
 
-    Options: :class:`polytask.agents.configs.SkillPriorConfig` (β: SPiRL kitchen 5e-4, maze 1e-2;
+    Options: :class:`polytask.agents.configs.skills.SkillPriorConfig` (β: SPiRL kitchen 5e-4, maze 1e-2;
     SkiLD maze 1e-3).
     """
 
@@ -212,7 +212,7 @@ class SkillPosteriorAgent(SkillAgent):
     (:meth:`load_skill_model`) and is never trained; it travels in this agent's state, so an exported
     posterior acts on its own. Acting draws skills from the posterior.
 
-    Options: :class:`polytask.agents.configs.SkillPosteriorConfig` (the sizes must match the
+    Options: :class:`polytask.agents.configs.skills.SkillPosteriorConfig` (the sizes must match the
     skill-prior run's).
     """
 
@@ -292,7 +292,7 @@ class DemoDiscriminatorAgent(Agent):
         action_dim: unused (the discriminator sees states only).
         obs_type: must be ``"features"``.
         device: torch device.
-        **options: :class:`polytask.agents.configs.DemoDiscriminatorConfig` (``self.cfg``).
+        **options: :class:`polytask.agents.configs.skills.DemoDiscriminatorConfig` (``self.cfg``).
     """
 
     config_class = DemoDiscriminatorConfig
