@@ -1,20 +1,18 @@
 """``train_collective.py``'s modes (``mode=``) and where each one's outputs go under ``data_dir``, so
 the next mode finds them (a missing one fails with the command that makes it):
 
-================== =================================================================================
-mode               reads -> writes
-================== =================================================================================
-record             Meta-World's scripted teachers -> ``datasets/polytask/metaworld/collective-<source>/<task>-v0``
-train_worker       one task's SAC run (OnlineTrainer; ``weights/sac/metaworld/<task>-features-seed<s>.pt``),
-                   then its policy's labelled episodes -> the same dataset path (source ``sac``)
-online_distill     the recorded datasets + the teachers -> ``.../collective-<source>-online/<task>-v0``
-train_transformer  the datasets (``collective.data``) -> ``weights/collective/metaworld/<tasks>-<source>-seed<s>-transformer.pt``
-                   and, beside it, ``…-transformer.json`` (embedding report) and ``…-transformer.png``
-distill_collective the transformer + the datasets -> ``weights/collective/metaworld/<tasks>-<source>-seed<s>.pt``
-evaluate           the collective (+ the teachers) -> the run directory's ``results.json``
-train_student      SAC + shaping from the collective (:class:`~polytask.agents.collective_sac.ShapedSACAgent`)
-finetune_student   SAC from the collective actor (:class:`~polytask.agents.collective_sac.CollectiveSACAgent`)
-================== =================================================================================
+- ``record``: Meta-World's scripted teachers -> ``datasets/polytask/metaworld/collective-<source>/<task>-v0``.
+- ``train_worker``: one task's SAC run (``weights/sac/metaworld/<task>-features-seed<s>.pt``), then its
+  policy's labelled episodes -> the same dataset path (source ``sac``).
+- ``online_distill``: the recorded datasets + the teachers -> ``…/collective-<source>-online/<task>-v0``.
+- ``train_transformer``: the datasets (``collective.data``) ->
+  ``weights/collective/metaworld/<tasks>-<source>-seed<s>-transformer.pt`` and, beside it,
+  ``…-transformer.json`` (embedding report) and ``…-transformer.png``.
+- ``distill_collective``: the transformer + the datasets ->
+  ``weights/collective/metaworld/<tasks>-<source>-seed<s>.pt``.
+- ``evaluate``: the collective (and the teachers) -> the run directory's ``results.json``.
+- ``train_student``: SAC + shaping from the collective (:class:`~polytask.agents.collective_sac.ShapedSACAgent`).
+- ``finetune_student``: SAC from the collective actor (:class:`~polytask.agents.collective_sac.CollectiveSACAgent`).
 
 ``<source>`` is :func:`polytask.collective.data.source_tag` (teacher, random-action probability);
 ``<tasks>`` the tag of the collective's task list (``collective.tasks``, :func:`polytask.config.tasks_tag`).
@@ -132,11 +130,12 @@ def record_task(cfg: DictConfig, task: str, env, teacher: Teacher) -> Path:
     start = time.perf_counter()
     p = float(cfg.collective.random_prob)
     rng = np.random.default_rng([int(cfg.seed), tasks_of(cfg).index(task)])
-    episodes = [labelled_rollout(env, teacher, RECORD_SEED_BASE + i, rng, p) for i in range(int(cfg.record.num_episodes))]
+    episodes = [labelled_rollout(env, teacher, RECORD_SEED_BASE + i, rng, p)
+                for i in range(int(cfg.record.num_episodes))]
     success = float(np.mean([is_success(ep) for ep in episodes]))
     seconds = time.perf_counter() - start
     path = write_dataset(cfg.data_dir, collective_dataset_id(cfg, task), episodes, env,
-                         f"{cfg.collective.teacher} teacher", f"Teacher-labelled episodes of {task} (collective learning)",
+                         f"{cfg.collective.teacher} teacher", f"Teacher-labelled episodes of {task}",
                          {"teacher": str(cfg.collective.teacher), "random_prob": p, "teacher_success": success,
                           "scripted_log_std": float(cfg.collective.scripted_log_std), "seconds": round(seconds, 2)})
     log.info(f"{task}: {len(episodes)} episodes, success {success:.2f} ({seconds:.1f}s) -> {path}")
