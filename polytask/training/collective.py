@@ -240,7 +240,8 @@ def online_distill_task(cfg: DictConfig, task: str, logger: Logger) -> Path:
                    for i in range(int(opts.episodes_per_round))]
             successes.append(float(np.mean([is_success(ep) for ep in new])))
             data += new
-            logger.log("train", {f"{task}/student_success": successes[-1], f"{task}/distill_loss": loss}, r + 1)
+            logger.log("train", {f"{task}/student_success": successes[-1], f"{task}/distill_loss": loss}, r + 1,
+                       console=False)
         metadata = {**meta, "online_rounds": int(opts.rounds), "student_success": successes,
                     "recorded_episodes": len(episodes)}
         path = write_dataset(cfg.data_dir, collective_dataset_id(cfg, task, online=True), data, env,
