@@ -14,7 +14,7 @@ With ``collective.random_prob`` = p > 0 each step executes a uniform random acti
 p instead of the teacher's (p = 1: random actions), still labelled with the teacher's Gaussian.
 
 Dataset ids (Minari, under ``<data_dir>/datasets/``): ``polytask/<suite>/collective-<source>/<task>-v0``
-with ``<source>`` = ``<teacher>[-p<p>]`` for recorded data and ``<teacher>[-p<p>]-online`` for
+with ``<source>`` = ``<teacher>[-p<percent>]`` for recorded data and ``<teacher>[-p<percent>]-online`` for
 online distillation's (:func:`source_tag`).
 """
 
@@ -68,9 +68,10 @@ def check_collective_options(cfg: DictConfig) -> None:
 
 
 def source_tag(cfg: DictConfig, online: bool = False) -> str:
-    """``<teacher>[-p<random_prob>][-online]``: names the datasets and the collective's weights."""
+    """``<teacher>[-p<percent>][-online]``: names the datasets and the collective's weights (``percent``:
+    ``collective.random_prob`` in whole percent, as Minari ids take no dots: 0.2 -> ``p20``)."""
     p = float(cfg.collective.random_prob)
-    return f"{cfg.collective.teacher}{f'-p{p:g}' if p > 0 else ''}{'-online' if online else ''}"
+    return f"{cfg.collective.teacher}{f'-p{round(100 * p)}' if p > 0 else ''}{'-online' if online else ''}"
 
 
 def collective_dataset_id(cfg: DictConfig, task: str, online: bool = False) -> str:
