@@ -102,7 +102,8 @@ class TrajectoryEmbedding(gym.Wrapper):
     """Adds ``obs["collective_embedding"]`` float32 (E,): the collective's transformer embedding of
     the episode's last W states (the current one last), W−1 actions and rewards, left-padded at the
     episode start (:func:`polytask.collective.windows.last_window`). The wrapped env's observations
-    must hold ``state`` (D,); its rewards are the env's (wrap the suite's env before reward wrappers).
+    must hold ``state`` (D,); the window's rewards are the env's own (``info["env_reward"]`` where a
+    reward wrapper such as :class:`~polytask.suites.wrappers.SparseReward` changed them), as recorded.
     """
 
     def __init__(self, env: gym.Env, collective: Collective):
@@ -132,5 +133,5 @@ class TrajectoryEmbedding(gym.Wrapper):
         w = self.collective.window  # keep the last W states and the W - 1 steps between them
         self._obs = [*self._obs, obs["state"]][-w:]
         self._actions = [*self._actions, np.asarray(action, np.float32)][-(w - 1):]
-        self._rewards = [*self._rewards, float(reward)][-(w - 1):]
+        self._rewards = [*self._rewards, float(info.get("env_reward", reward))][-(w - 1):]
         return self._with_embedding(obs), reward, terminated, truncated, info
