@@ -67,7 +67,9 @@ def test_missing_inputs_fail_with_the_command_that_makes_them(tmp_path):
 
 def test_record_transformer_collective_evaluate_in_sequence(tmp_path):
     from polytask.collective.data import collective_dataset_path, load_task_data
+    from polytask.training.checkpoint import load_checkpoint
     from polytask.training.collective import collective_file
+    from polytask.training.logger import read_metrics
 
     cfg = compose(TASKS, f"data_dir={tmp_path / 'data'}", *TINY, "collective.random_prob=0.5")
     recorded = run(tmp_path, "record", "collective.random_prob=0.5")
@@ -82,7 +84,11 @@ def test_record_transformer_collective_evaluate_in_sequence(tmp_path):
     same = np.isclose(np.tanh(ep.infos["mean"]), ep.action, atol=1e-5).all(axis=1)
     assert 0.2 < same.mean() < 0.8
 
-    report = run(tmp_path, "train_transformer", "collective.random_prob=0.5")
+    run(tmp_path, "train_transformer", "collective.random_prob=0.5", "save_every_steps=3")
+    report = run(tmp_path, "train_transformer", "collective.random_prob=0.5", "transformer.steps=8")  # resumes at 5
+    steps = [r["step"] for r in read_metrics(tmp_path / "runs" / "train_transformer" / "train.csv") if "loss" in r]
+    assert steps == [3, 5, 8] and load_checkpoint(tmp_path / "runs" / "train_transformer" / "checkpoints" /
+                                               "latest.pt")["step"] == 8
     path = collective_file(cfg, "transformer")
     assert path.exists() and path.with_suffix(".png").stat().st_size > 1000
     saved = json.loads(path.with_suffix(".json").read_text())

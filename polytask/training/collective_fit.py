@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from polytask.collective.data import command, episode_tuples, load_task_data, split_held_out
 from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state, read_collective
 from polytask.errors import ConfigError
+from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from polytask.training.collective import collective_file, collective_tasks, make_teacher, task_env
 from polytask.training.evaluator import Evaluator, results_table
 from polytask.training.logger import Logger
 from polytask.training.run import tasks_of
-from polytask.utils import atomic_torch_save, resolve_device
+from polytask.utils import atomic_torch_save, resolve_device, rng_state, set_rng_state
 
 log = logging.getLogger("polytask")
 
@@ -55,7 +56,8 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     episodes except the last ``transformer.held_out`` fraction per task; then the embedding report
     (DP-mixture clusters against task ids: ARI and cluster count, on ``report_windows`` training
     windows per task; nearest-centroid accuracy on as many held-out windows) as JSON and the 2-D PNG.
-    Writes the transformer's file (:func:`collective_file` ``"transformer"``) and returns the report."""
+    Writes the transformer's file (:func:`collective_file` ``"transformer"``) and returns the report.
+    A checkpoint every ``save_every_steps`` updates lets a re-run of the command resume."""
     from polytask.collective.analysis import embedding_report, plot_embeddings
     from polytask.collective.training import embed_windows, train_transformer
     from polytask.collective.windows import sample_windows
@@ -69,13 +71,19 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     kwargs = {"obs_dim": int(train_eps[0][1].shape[1]), "action_dim": int(train_eps[0][2].shape[1]), "window": window,
               **OmegaConf.to_container(opts.model, resolve=True)}
     model = TrajectoryTransformer(**kwargs).to(resolve_device(cfg.device))
-    logger = Logger(run_dir)
+    opt = torch.optim.Adam(model.parameters(), lr=float(opts.lr))
+    step = _resume_transformer(cfg, run_dir, model, opt, rng)
+    logger = Logger(run_dir, start_step=step)
     start = time.perf_counter()
     try:
-        train_transformer(lambda n: sample_windows(train_eps, window, n, rng), model, int(opts.steps),
-                          int(opts.batch_size), float(opts.lr),
-                          log_fn=lambda step, m: logger.log("train", m, step + 1, console=False),
-                          log_every=int(cfg.log_every_steps))
+        while step < int(opts.steps):  # in pieces of save_every_steps, each followed by a checkpoint
+            end = min(int(opts.steps), step + int(cfg.save_every_steps))
+            train_transformer(lambda n: sample_windows(train_eps, window, n, rng), model, end, int(opts.batch_size),
+                              log_fn=lambda i, m: logger.log("train", m, i + 1, console=False),
+                              log_every=int(cfg.log_every_steps), optimizer=opt, start_step=step)
+            step = end
+            save_checkpoint(run_dir, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                                      "windows_rng": rng.bit_generator.state, "rng": rng_state()})
         seconds = time.perf_counter() - start
         fit = _per_task_windows([s[0] for s in split], window, int(opts.report_windows), rng)
         held = _per_task_windows([s[1] for s in split], window, int(opts.report_windows), rng) \
@@ -97,6 +105,22 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
              f"({seconds:.0f}s training)\n"
              f"Transformer: {path} (report {path.with_suffix('.json')}, plot {path.with_suffix('.png')})")
     return report
+
+
+def _resume_transformer(cfg: DictConfig, run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                        rng: np.random.Generator) -> int:
+    """Restore the run's transformer checkpoint (model, optimiser, window sampler and RNG states) unless
+    ``resume=never``; returns the step it reached (0 without one)."""
+    path = checkpoint_dir(run_dir) / "latest.pt"
+    if cfg.resume == "never" or not path.exists():
+        return 0
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["windows_rng"]
+    set_rng_state(state["rng"])
+    log.info(f"Resumed from {path} at step {state['step']}")
+    return int(state["step"])
 
 
 def step_windows(episode: tuple, window: int) -> dict[str, np.ndarray]:
