@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from polytask.data.collect import rollout
 from polytask.data.demos import DatasetError, Episode, dataset_path, load_episodes, read_metadata
+from polytask.errors import ConfigError
 
 log = logging.getLogger("polytask")
 
@@ -53,8 +54,6 @@ def check_collective_options(cfg: DictConfig) -> None:
         ConfigError: for an unknown teacher or data kind, a random_prob outside [0, 1], another suite
             than Meta-World or pixels (the collective acts on state features).
     """
-    from polytask.errors import ConfigError
-
     c = cfg.collective
     if c.teacher not in TEACHERS:
         raise ConfigError(f"collective.teacher={c.teacher!r}: use one of {', '.join(TEACHERS)}")
