@@ -11,7 +11,7 @@ import torch
 from polytask.collective.analysis import embedding_report, plot_embeddings
 from polytask.collective.shaping import shaping_bonus, shaping_weight
 from polytask.collective.training import embed_windows, train_transformer
-from polytask.collective.windows import last_window, sample_windows
+from polytask.collective.windows import last_window, sample_windows, trailing_windows
 from polytask.errors import ConfigError, PolyTaskError
 from polytask.nets.collective import CollectiveActor, distill_loss
 from polytask.nets.mlp import GaussianActor
@@ -115,23 +115,23 @@ def test_loss_is_finite_and_backpropagates():
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(8))
 
 
-def _toy_episodes(n, rng, d=3, a=2, length=30):
-    """Two tasks that differ in their dynamics and reward law: s' = 0.8·s ± B·a + noise, r = ±Σ s."""
-    b = np.random.default_rng(123).normal(size=(d, a)) * 0.5
+def _toy_episodes(n, rng, length=30):
+    """Two tasks on 3-d states and 2-d actions, s' = 0.8·s + B_k·a + noise: task 0's actions move
+    dims 0 and 1 and its reward is s_0, task 1's actions move dim 2 and its reward is −s_2."""
+    b = [np.array([[0.5, 0], [0, 0.5], [0, 0]]), np.array([[0, 0], [0, 0], [0.5, 0.5]])]
     episodes = []
     for i in range(n):
-        sign = 1.0 if i % 2 == 0 else -1.0
-        s = rng.normal(size=d)
+        task = i % 2
+        s = rng.normal(size=3)
         obs, acts, rews = [s], [], []
         for _ in range(length):
-            act = rng.uniform(-1, 1, a)
-            rews.append(sign * s.sum())
-            s = 0.8 * s + sign * b @ act + 0.05 * rng.normal(size=d)
+            act = rng.uniform(-1, 1, 2)
+            rews.append(s[0] if task == 0 else -s[2])
+            s = 0.8 * s + b[task] @ act + 0.05 * rng.normal(size=3)
             acts.append(act)
             obs.append(s)
-        episodes.append((i % 2, np.array(obs), np.array(acts), np.array(rews)))
+        episodes.append((task, np.array(obs), np.array(acts), np.array(rews)))
     return episodes
-
 
 def test_train_transformer_fits_normalization_logs_and_stops_on_nan():
     torch.manual_seed(0)
@@ -179,6 +179,38 @@ def test_last_window_pads_the_episode_start():
     assert first["actions"].shape == (2, 2) and (first["obs"] == 1).all()
     with pytest.raises(PolyTaskError):
         last_window(obs, np.ones((1, 2)), [0.0], 5)
+
+
+def test_trailing_windows_match_last_window_at_every_step():
+    rng = np.random.default_rng(0)
+    _, obs, act, rew = _toy_episodes(1, rng, length=7)[0]
+    out = trailing_windows(obs, act, rew, 4)
+    assert out["obs"].shape == (8, 4, 3) and out["actions"].shape == (8, 3, 2) and out["rewards"].shape == (8, 3)
+    for t in range(8):
+        ref = last_window(obs[:t + 1], act[:t], rew[:t], 4, action_dim=2)
+        for k in ref:
+            np.testing.assert_allclose(out[k][t], ref[k], rtol=1e-6, err_msg=f"{k} at t={t}")
+
+
+def test_transformer_separates_two_toy_tasks():
+    """With the default masking and loss weights, a short training makes held-out windows of two toy
+    tasks (same state and action spaces, different dynamics and reward laws) nearest to their own
+    task's centroid, far more often than the untrained model does."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    train_eps, held_eps = _toy_episodes(40, rng), _toy_episodes(20, rng)
+    model = TrajectoryTransformer(3, 2, window=10, d_model=16, n_heads=4, n_layers=1, ff_dim=32, dropout=0.0)
+    w, h = sample_windows(train_eps, 10, 300, rng), sample_windows(held_eps, 10, 300, rng)
+
+    def accuracy():
+        return embedding_report(embed_windows(model, w), w["task_id"], ["a", "b"], n_components=4,
+                                held_out=(embed_windows(model, h), h["task_id"]))["nearest_centroid_accuracy"]
+
+    model.fit_normalization(w["obs"], w["rewards"])
+    before = accuracy()
+    train_transformer(lambda n: sample_windows(train_eps, 10, n, rng), model, 200, batch_size=64, lr=5e-3)
+    after = accuracy()
+    assert after > 0.9 and after > before + 0.2, (before, after)
 
 
 def test_embedding_report_and_plot(tmp_path):
@@ -259,3 +291,35 @@ def test_collective_actor_distills_a_teacher():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * first
+
+
+@pytest.mark.slow
+def test_transformer_identifies_scripted_metaworld_tasks():
+    """Default-size transformer on windows of Meta-World's scripted policies (20% random actions) for
+    three tasks, states compressed to 21-d: held-out episodes' windows go to their task's centroid."""
+    pytest.importorskip("metaworld")
+    from polytask.experts.metaworld import ScriptedExpert
+    from polytask.suites.metaworld import MetaWorldEnv
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    train_eps, held_eps = [], []
+    for task_id, task in enumerate(["reach", "push", "pick-place"]):
+        env, expert = MetaWorldEnv(task, episode_len=100), ScriptedExpert(task)
+        for e in range(6):
+            obs, _ = env.reset(seed=e)
+            states, actions, rewards = [obs["state"]], [], []
+            for _ in range(100):
+                a = rng.uniform(-1, 1, 4).astype(np.float32) if rng.random() < 0.2 else expert.act(obs)
+                obs, r, *_ = env.step(a)
+                states, actions, rewards = states + [obs["state"]], actions + [a], rewards + [r]
+            s = np.stack(states)
+            (train_eps if e < 4 else held_eps).append(
+                (task_id, np.concatenate([s[:, :18], s[:, 36:]], 1), np.stack(actions), np.array(rewards)))
+        env.close()
+    model = TrajectoryTransformer(21, 4)
+    train_transformer(lambda n: sample_windows(train_eps, 20, n, rng), model, 150, batch_size=32)
+    w, h = sample_windows(train_eps, 20, 300, rng), sample_windows(held_eps, 20, 300, rng)
+    report = embedding_report(embed_windows(model, w), w["task_id"], ["reach", "push", "pick-place"],
+                              held_out=(embed_windows(model, h), h["task_id"]))
+    assert report["nearest_centroid_accuracy"] > 0.9, report

@@ -46,7 +46,8 @@ def embedding_report(emb: np.ndarray, task_ids: np.ndarray, names: Sequence[str]
         emb: float (N, E) embeddings of windows. task_ids: int (N,), indices into ``names``.
         names: task names.
         held_out: optional (embeddings (M, E), task ids (M,)) of windows not used to fit anything:
-            each is assigned the task of the nearest per-task centroid of ``emb`` (Euclidean).
+            each is assigned the task of the nearest per-task centroid of ``emb`` (Euclidean), so
+            a held-out window of a task absent from ``task_ids`` always counts as wrong.
         n_components: the mixture's upper bound on clusters (default max(10, 2 × tasks), at most N).
         seed: the mixture's random state.
 
@@ -83,7 +84,8 @@ def embedding_report(emb: np.ndarray, task_ids: np.ndarray, names: Sequence[str]
 
 def plot_embeddings(emb: np.ndarray, task_ids: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
     """Write a PNG of the embeddings projected on their first two principal components (PCA),
-    one colour (and marker) per task, legend with the task names.
+    one colour and marker pair per task (10 colours, the marker changes every 10 tasks), legend with
+    the task names.
 
     Raises:
         ConfigError: for mismatched shapes, ids outside ``names``, fewer than 2 embedding dims or
@@ -103,11 +105,11 @@ def plot_embeddings(emb: np.ndarray, task_ids: np.ndarray, names: Sequence[str],
     fig = Figure(figsize=(7, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["tab20"]
+    cmap = matplotlib.colormaps["tab10"]
     markers = "o^sDv<>pPX*h"
     for i, t in enumerate(np.unique(task_ids)):
         sel = task_ids == t
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, color=cmap(i % 20), marker=markers[(i // 20) % len(markers)],
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.6, color=cmap(i % 10), marker=markers[(i // 10) % len(markers)],
                    label=names[t])
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")

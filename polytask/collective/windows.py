@@ -95,6 +95,33 @@ def last_window(obs_hist: np.ndarray | Sequence, act_hist: np.ndarray | Sequence
             "rewards": np.concatenate([np.zeros(pad, np.float32), rews])}
 
 
+def trailing_windows(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, window: int) -> dict[str, np.ndarray]:
+    """For every state s_t of one episode, the window ending at it, padded at the start exactly as
+    :func:`last_window` does: the embeddings a collective actor sees at run time, for all its
+    training states at once.
+
+    Args:
+        obs: (T+1, D). actions: (T, A). rewards: (T,). window: W >= 2.
+
+    Returns:
+        dict ``obs`` float32 (T+1, W, D), ``actions`` float32 (T+1, W−1, A), ``rewards`` float32 (T+1, W−1);
+        row t equals ``last_window(obs[:t+1], actions[:t], rewards[:t], W)``.
+    Raises:
+        ConfigError: for ``window < 2``. PolyTaskError: for a malformed episode.
+    """
+    if window < 2:
+        raise ConfigError(f"trailing_windows needs window >= 2, got {window}")
+    obs, actions, rewards = (np.asarray(x, np.float32) for x in (obs, actions, rewards))
+    _check_episode(0, (0, obs, actions, rewards))
+    obs_p = np.concatenate([np.repeat(obs[:1], window - 1, axis=0), obs])
+    act_p = np.concatenate([np.zeros((window - 1, actions.shape[1]), np.float32), actions])
+    rew_p = np.concatenate([np.zeros(window - 1, np.float32), rewards])
+    view = np.lib.stride_tricks.sliding_window_view
+    return {"obs": np.ascontiguousarray(view(obs_p, window, axis=0).transpose(0, 2, 1)),
+            "actions": np.ascontiguousarray(view(act_p, window - 1, axis=0).transpose(0, 2, 1)),
+            "rewards": np.ascontiguousarray(view(rew_p, window - 1, axis=0))}
+
+
 def to_tensors(windows: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """The same dict as torch tensors on ``device`` (floats float32, ``task_id`` int64)."""
     return {k: torch.as_tensor(v, dtype=torch.int64 if k == "task_id" else torch.float32, device=device)

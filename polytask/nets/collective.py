@@ -41,6 +41,8 @@ class CollectiveActor(nn.Module):
         hidden_dim, hidden_depth: MLP size (300, 2 hidden layers).
         log_std_bounds: range of log σ (as SAC's actor, (−5, 2)).
 
+    ``hparams`` holds the constructor arguments (``CollectiveActor(**a.hparams)`` rebuilds it).
+
     Raises:
         ConfigError: for sizes below 1 or ``hidden_depth`` below 1.
     """
@@ -53,6 +55,8 @@ class CollectiveActor(nn.Module):
         if min(obs_dim, action_dim, embed_dim, hidden_dim, hidden_depth) < 1:
             raise ConfigError("CollectiveActor: obs_dim, action_dim, embed_dim, hidden_dim and hidden_depth must be "
                               f">= 1, got {obs_dim}, {action_dim}, {embed_dim}, {hidden_dim}, {hidden_depth}")
+        self.hparams = {"obs_dim": obs_dim, "action_dim": action_dim, "embed_dim": embed_dim, "hidden_dim": hidden_dim,
+                        "hidden_depth": hidden_depth, "log_std_bounds": tuple(log_std_bounds)}
         self.obs_dim, self.action_dim, self.embed_dim = obs_dim, action_dim, embed_dim
         self.hidden_dim, self.hidden_depth = hidden_dim, hidden_depth
         self.log_std_bounds = (float(log_std_bounds[0]), float(log_std_bounds[1]))

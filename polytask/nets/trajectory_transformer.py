@@ -91,6 +91,8 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, task_ids: torch.Tensor, tempera
 
     Returns:
         scalar float32 tensor.
+    Raises:
+        ConfigError: for a temperature that is not positive.
     """
     if temperature <= 0:
         raise ConfigError(f"the InfoNCE temperature must be positive, got {temperature}")
@@ -118,8 +120,10 @@ class TrajectoryTransformer(nn.Module):
         mask_prob: BERT selection probability (0.2). nce_weight: weight of InfoNCE (0.25).
         temperature: InfoNCE temperature τ (0.15).
 
-    Inputs are normalised inside with the buffers ``obs_mean/obs_std`` and ``rew_mean/rew_std``
-    (identity until :meth:`fit_normalization` sets them from data; they are saved in the state dict).
+    ``hparams`` holds the constructor arguments (``TrajectoryTransformer(**m.hparams)`` rebuilds the
+    architecture for a saved state dict). Inputs are normalised inside with the buffers
+    ``obs_mean/obs_std`` and ``rew_mean/rew_std`` (identity until :meth:`fit_normalization` sets
+    them from data; they are saved in the state dict).
 
     Raises:
         ConfigError: for a window below 2, sizes below 1, or ``d_model`` not divisible by ``n_heads``.
@@ -139,6 +143,10 @@ class TrajectoryTransformer(nn.Module):
             raise ConfigError(f"mask_prob must be in [0, 1], got {mask_prob}")
         if temperature <= 0:
             raise ConfigError(f"the InfoNCE temperature must be positive, got {temperature}")
+        self.hparams = {"obs_dim": obs_dim, "action_dim": action_dim, "window": window, "d_model": d_model,
+                        "n_heads": n_heads, "n_layers": n_layers, "ff_dim": ff_dim, "dropout": dropout,
+                        "cls_dim": cls_dim, "mask_prob": mask_prob, "nce_weight": nce_weight,
+                        "temperature": temperature}
         self.obs_dim, self.action_dim, self.window, self.cls_dim = obs_dim, action_dim, window, cls_dim
         self.mask_prob, self.nce_weight, self.temperature = mask_prob, nce_weight, temperature
         self.obs_embed = _embedding(obs_dim, d_model)
@@ -165,8 +173,8 @@ class TrajectoryTransformer(nn.Module):
     def fit_normalization(self, obs: torch.Tensor | np.ndarray, rewards: torch.Tensor | np.ndarray) -> None:
         """Set the input normalisation from data: obs (..., D) and rewards (...) of any leading shape;
         dimensions with (near-)zero spread keep std 1."""
-        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(-1, self.obs_dim)
-        rewards = torch.as_tensor(np.asarray(rewards), dtype=torch.float32).reshape(-1)
+        obs = torch.as_tensor(obs, dtype=torch.float32).detach().cpu().reshape(-1, self.obs_dim)
+        rewards = torch.as_tensor(rewards, dtype=torch.float32).detach().cpu().reshape(-1)
         std = obs.std(0, unbiased=False)
         self.obs_mean.copy_(obs.mean(0))
         self.obs_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
@@ -194,7 +202,10 @@ class TrajectoryTransformer(nn.Module):
     def modality_tokens(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """Per-modality embeddings interleaved as s_0, a_0, r_0, s_1, …, s_{W−1}, without step
         embeddings or CLS: float32 (B, 3W − 2, d)."""
-        obs_n, act, rew_n = self.targets(obs, actions, rewards)
+        return self._modality_tokens(self.targets(obs, actions, rewards))
+
+    def _modality_tokens(self, targets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        obs_n, act, rew_n = targets
         s = self.obs_embed(obs_n)
         ar = torch.stack([self.action_embed(act), self.reward_embed(rew_n), s[:, 1:]], dim=2)
         return torch.cat([s[:, :1], ar.flatten(1, 2)], dim=1)
@@ -258,7 +269,7 @@ class TrajectoryTransformer(nn.Module):
             ConfigError: for inputs of the wrong shape.
         """
         targets = self.targets(obs, actions, rewards)
-        tokens = self.modality_tokens(obs, actions, rewards)
+        tokens = self._modality_tokens(targets)
         recs, cls = [], []
         for _ in range(2):
             masked, selected = mask_tokens(tokens, self.mask_prob, generator)
