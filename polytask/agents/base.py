@@ -73,7 +73,8 @@ class Agent(abc.ABC):
         - ``"base_policy"``: the frozen policy of the ``base_policy`` weights file;
         - ``"skill_model"``, ``"skill_posterior"``, ``"demo_discriminator"``: the weights of the
           earlier skill stages of SPiRL/SkiLD (:mod:`polytask.training.skill_inputs`), made first
-          when missing.
+          when missing;
+        - ``"collective"``: the collective's weights as plain data (``train_collective.py``'s students).
 
         Default: none.
         """

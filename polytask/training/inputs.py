@@ -98,12 +98,21 @@ def _skill_stage_input(name: str) -> Callable[[DictConfig, gym.Env], Any]:
     return provide
 
 
+def collective(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """The collective's weights (``train_collective.py mode=distill_collective``) as plain data, for its
+    students: ``cfg.collective.weights`` or the file of ``cfg.collective.tasks``
+    (:func:`polytask.training.collective.collective_state`; the error gives the command that makes it)."""
+    from polytask.training.collective import collective_state
+
+    return collective_state(cfg)
+
+
 #: the run's demos, loaded together (:func:`load_demo_buffer`): ``demos``, a :class:`DemoBuffer` over the
 #: run's obs key; ``demo_episodes``, the first task's episodes (``list[Episode]``, raw frames)
 DEMO_INPUTS = ("demos", "demo_episodes")
 #: every other input: name -> ``(cfg, env) -> value`` (weights files)
 PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
-    "bc_state": bc_state, "base_policy": base_policy,
+    "bc_state": bc_state, "base_policy": base_policy, "collective": collective,
     **{name: _skill_stage_input(name) for name in ("skill_model", "skill_posterior", "demo_discriminator")}}
 
 
