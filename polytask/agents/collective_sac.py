@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from polytask.agents.configs.collective import CollectiveSACConfig, ShapedSACConfig
 from polytask.agents.sac import SACAgent
 from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding
 from polytask.errors import ConfigError
@@ -62,33 +63,26 @@ class ShapedSACAgent(_CollectiveInput, SACAgent):
 
     Args:
         collective: the collective's weights as plain data (run input).
-        hold_until, zero_at: the shaping weight's schedule in agent steps (8000, 50000).
-        options: :class:`SACAgent`'s.
+        **options: :class:`polytask.agents.configs.collective.ShapedSACConfig` (``self.cfg``): SAC's, and
+            the shaping weight's schedule in agent steps (``hold_until``, ``zero_at``).
 
     Raises:
-        ConfigError: without a collective, or one without an actor.
+        ConfigError: without a collective, or one without an actor; options the config refuses.
     """
 
+    config_class = ShapedSACConfig
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", collective: dict[str, Any] | None = None,
-                 hold_until: int = 8000, zero_at: int = 50000, **options: Any):
+                 device: torch.device | str = "cpu", collective: dict[str, Any] | None = None, **options: Any):
         super().__init__(obs_shapes, action_dim, obs_type, device, **options)
         self._set_collective(collective, self.device)
-        self.hold_until, self.zero_at = int(hold_until), int(zero_at)
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any]) -> None:
-        """``0 <= hold_until <= zero_at``."""
-        if not 0 <= int(options.get("hold_until", 8000)) <= int(options.get("zero_at", 50000)):
-            raise ValueError(f"the shaping schedule needs 0 <= hold_until <= zero_at, got "
-                             f"hold_until={options.get('hold_until')}, zero_at={options.get('zero_at')}")
 
     def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
         """:meth:`SACAgent.update` with reward ``r + w(step)·q(s, a)`` (1-step returns: the bonus is
         added to the transition's own reward); adds ``shaping_weight`` and ``shaping_bonus`` (batch mean)."""
         from polytask.collective.shaping import shaping_bonus, shaping_weight
 
-        weight = shaping_weight(step, self.hold_until, self.zero_at)
+        weight = shaping_weight(step, self.cfg.hold_until, self.cfg.zero_at)
         obs = batch["obs"]
         mean, log_std = self.collective.gaussian(obs[EMBEDDING_KEY].to(self.device), obs["state"].to(self.device))
         bonus = shaping_bonus(batch["action"].to(self.device), mean, log_std)
@@ -106,11 +100,14 @@ class CollectiveSACAgent(_CollectiveInput, SACAgent):
 
     Args:
         collective: the collective's weights as plain data (run input).
-        options: :class:`SACAgent`'s (``lr`` also for the new actor's optimiser).
+        **options: :class:`polytask.agents.configs.collective.CollectiveSACConfig` (SAC's; ``lr`` also for
+            the new actor's optimiser).
 
     Raises:
         ConfigError: without a collective, or one without an actor.
     """
+
+    config_class = CollectiveSACConfig
 
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
                  device: torch.device | str = "cpu", collective: dict[str, Any] | None = None, **options: Any):
@@ -120,7 +117,7 @@ class CollectiveSACAgent(_CollectiveInput, SACAgent):
         self.actor = GaussianActor(source.embed_dim + source.obs_dim, source.action_dim, source.hidden_dim,
                                    source.hidden_dim, source.hidden_depth, False, source.log_std_bounds).to(self.device)
         self.actor.load_state_dict(source.actor.state_dict())
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=float(options.get("lr", 3e-4)))
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
         self.train(True)
 
     def _actor_input_dim(self, state_dim: int) -> int:
