@@ -249,3 +249,23 @@ def test_extract_run_killed_and_resumed(tmp_path):
                    DEVICE)
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["umaze/length"] < 300  # skills, not env steps
+
+
+@pytest.mark.slow
+def test_extract_end_to_end_makes_the_skill_model_first(tmp_path):
+    """``train.py agent=extract suite=maze`` with nothing on disk: play data, skill discovery and the
+    skill model are made first (tiny), then the hybrid skill-space SAC runs and exports."""
+    data_dir, run = tmp_path / "data", tmp_path / "run"
+    stage = ('stage_overrides.extract_skill=["agent.hidden_dim=32","eval.num_episodes=1","eval.video=off",'
+             '"eval_every_steps=20","num_train_steps=20","play.num_episodes=20","heldout_windows=32"]')
+    p = run_script("train.py", "agent=extract", "suite=maze", f"hydra.run.dir={run}", f"data_dir={data_dir}", stage,
+                   "num_train_steps=40", "update_after_steps=20", "batch_size=32", "agent.hidden_dim=32",
+                   "log_every_steps=10", "save_every_steps=20", "eval_every_steps=40", "eval.num_episodes=2",
+                   "eval.video=off", DEVICE)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stderr + p.stdout
+    assert "extract_skill weights missing at" in out and "discovering skills first" in out
+    model = data_dir / "weights" / "extract_skill" / "maze" / "play-features-seed1.pt"
+    assert f"extract_skill (frozen) from {model}" in out
+    assert (run / "stages" / "extract_skill" / "results.json").exists()
+    assert exported_weights(p).parent == data_dir / "weights" / "extract" / "maze"
