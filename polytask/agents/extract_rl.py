@@ -101,6 +101,11 @@ class ExtractSACAgent(SACAgent):
             them fixed.
         progress_done: a plan ends at its first step whose predicted progress reaches this (0.9).
         max_skill_len: the most env steps one skill runs (30).
+        argument_kl_clip: KL(π_z ‖ p_z) is clipped at this many nats per state and skill (None: not
+            clipped). The argument prior, fitted on a few hundred segments, is very narrow at some
+            states (log σ at its floor, −10): there a small move of π_z gives KLs of 1e9 nats that swamp
+            the critic (an unclipped kitchen run diverged after ~2,000 skills); clipped terms give no
+            pull toward the prior (as SkiLD's ``posterior_kl_clip``; a deviation from EXTRACT).
         eval_mean_skill: in ``eval_mode`` act with the most likely k and the mean argument; false: draw
             (k, z) ~ π as in training.
         **sac_options: :class:`SACAgent`'s (lr, critic ``hidden_dim``/``hidden_depth``, τ,
@@ -122,7 +127,8 @@ class ExtractSACAgent(SACAgent):
     def check_options(cls, options: Mapping[str, Any]) -> None:
         """Raise ValueError for a temperature or target divergence that is not positive, a
         ``progress_done`` outside (0, 1] or a ``max_skill_len`` below 1."""
-        for key in ("init_temperature", "init_temperature_d", "target_divergence", "target_divergence_d"):
+        for key in ("init_temperature", "init_temperature_d", "target_divergence", "target_divergence_d",
+                    "argument_kl_clip"):
             if options.get(key) is not None and float(options[key]) <= 0:
                 raise ValueError(f"agent.{key} must be > 0 (or null for a target divergence), got {options[key]}")
         if not 0.0 < float(options.get("progress_done", 0.9)) <= 1.0:
@@ -134,7 +140,8 @@ class ExtractSACAgent(SACAgent):
                  device: torch.device | str = "cpu", extract_model: dict[str, Any] | None = None,
                  init_temperature: float = 0.01, init_temperature_d: float = 0.1,
                  target_divergence: float | None = None, target_divergence_d: float | None = None,
-                 progress_done: float = 0.9, max_skill_len: int = 30, eval_mean_skill: bool = False,
+                 progress_done: float = 0.9, max_skill_len: int = 30, argument_kl_clip: float | None = 100.0,
+                 eval_mean_skill: bool = False,
                  hidden_dim: int = 256, hidden_depth: int = 2, **sac_options):
         if extract_model is None:
             raise ValueError("ExtractSACAgent needs the EXTRACT skill model (the weights of agent=extract_skill)")
@@ -168,6 +175,7 @@ class ExtractSACAgent(SACAgent):
         self.targets = {"argument": None if target_divergence is None else float(target_divergence),
                         "skill": None if target_divergence_d is None else float(target_divergence_d)}
         self.progress_done, self.max_skill_len = float(progress_done), int(max_skill_len)
+        self.argument_kl_clip = None if argument_kl_clip is None else float(argument_kl_clip)
         self.eval_mean_skill = bool(eval_mean_skill)
         self.train(True)
 
@@ -239,12 +247,14 @@ class ExtractSACAgent(SACAgent):
     def divergences(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """At normalised states x (B, D): π_d's probabilities (B, K), KL_d (B,) = KL(π_d ‖ p_k), KL_z
         (B, K) = KL(π_z(·|s, k) ‖ p_z(·|s, k)) per k (nats, analytic), and z_k's squashed tanh(u_k) ~
-        π_z(·|s, k) (B, K, Z), reparameterised."""
+        π_z(·|s, k) (B, K, Z), reparameterised. KL_z is clipped at ``argument_kl_clip``."""
         log_pk, mean, log_std = self.distributions(x)
         prior_log_pk, prior_mean, prior_log_std = self.distributions(x, policy=False)
         probs = log_pk.exp()
         kl_d = (probs * (log_pk - prior_log_pk)).sum(-1)
         kl_z = gaussian_kl(mean, log_std, prior_mean, prior_log_std)
+        if self.argument_kl_clip is not None:
+            kl_z = kl_z.clamp(max=self.argument_kl_clip)
         return probs, kl_d, kl_z, torch.tanh(rsample(mean, log_std))
 
     def soft_value(self, critic: SkillCritic, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
