@@ -32,6 +32,7 @@ from polytask.errors import require_features
 from polytask.nets.extract import ArgumentEncoder, SkillDecoder
 from polytask.nets.mlp import mlp
 from polytask.nets.skills import GaussianMLP, gaussian_kl, gaussian_nll, rsample
+from polytask.suites.skills import plan_length
 
 
 class ExtractModel(nn.Module):
@@ -140,9 +141,8 @@ class ExtractSkillAgent(LossAgent):
 
     def plan_length(self, progress: np.ndarray) -> np.ndarray:
         """Steps of each plan run: up to and including the first whose progress float32 (B, L) reaches
-        ``progress_done``, else all L. int64 (B,)."""
-        done = progress >= self.cfg.progress_done
-        return np.where(done.any(-1), done.argmax(-1) + 1, progress.shape[-1]).astype(np.int64)
+        ``progress_done``, else all L. int64 (B,) (:func:`polytask.suites.skills.plan_length`)."""
+        return plan_length(progress, self.cfg.progress_done)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], eval_mode: bool = True, step: int = 0) -> np.ndarray:

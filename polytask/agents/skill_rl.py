@@ -61,6 +61,35 @@ def skill_spec(saved: dict[str, Any], *parts: str) -> dict[str, Any]:
             **{k: int(sizes[k]) for k in SKILL_SIZES}}
 
 
+def temperature_steps(divs: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
+                      log_temps: dict[str, torch.Tensor], targets: dict[str, float | None],
+                      opts: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    """One step per KL term on its temperature's loss ``α·w·(δ − KL)`` (the divergence detached; the
+    gradient goes through log α), so α grows while the weighted KL is above its target δ; a term whose
+    target is None keeps its α.
+
+    Args:
+        divs: per term its KL, float32 (B,) (nats); weights: per term its weight (B,).
+        log_temps: per term its log α (scalar tensor with gradient); targets: δ per term (nats) or None;
+        opts: per term the optimiser of its log α.
+
+    Returns:
+        per term ``kl_<term>`` (batch mean), ``alpha_<term>`` and, when tuned, ``alpha_loss_<term>``.
+    """
+    metrics = {}
+    for k, div in divs.items():
+        metrics[f"kl_{k}"] = div.mean().item()
+        metrics[f"alpha_{k}"] = log_temps[k].exp().item()
+        if targets[k] is None:
+            continue
+        loss = (log_temps[k].exp() * weights[k] * (targets[k] - div.detach())).mean()
+        opts[k].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[k].step()
+        metrics[f"alpha_loss_{k}"] = loss.item()
+    return metrics
+
+
 class SkillSACAgent(SACAgent):
     """SPiRL's skill-space SAC (see the module docstring).
 
@@ -208,19 +237,8 @@ class SkillSACAgent(SACAgent):
         reg, divs, weights = self.regulariser(obs, x, mean, log_std)
         actor_loss = (reg - q).mean()
         actor_step(actor_loss, self.actor_opt)
-        metrics = {"actor_loss": actor_loss.item()}
-        temps, targets, opts = self.temperatures(), self._targets(), self._temperature_opts()
-        for k, div in divs.items():
-            metrics[f"kl_{k}"] = div.mean().item()
-            metrics[f"alpha_{k}"] = temps[k].exp().item()
-            if targets[k] is None:
-                continue
-            loss = (temps[k].exp() * weights[k] * (targets[k] - div.detach())).mean()
-            opts[k].zero_grad(set_to_none=True)
-            loss.backward()
-            opts[k].step()
-            metrics[f"alpha_loss_{k}"] = loss.item()
-        return metrics
+        return {"actor_loss": actor_loss.item(), **temperature_steps(divs, weights, self.temperatures(),
+                                                                     self._targets(), self._temperature_opts())}
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

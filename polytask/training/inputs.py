@@ -113,7 +113,8 @@ DEMO_INPUTS = ("demos", "demo_episodes")
 #: every other input: name -> ``(cfg, env) -> value`` (weights files)
 PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
     "bc_state": bc_state, "base_policy": base_policy, "collective": collective,
-    **{name: _skill_stage_input(name) for name in ("skill_model", "skill_posterior", "demo_discriminator")}}
+    **{name: _skill_stage_input(name)
+       for name in ("skill_model", "skill_posterior", "demo_discriminator", "extract_model")}}
 
 
 def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Run inputs of the skill-space RL agents (SPiRL, SkiLD): the weights of the earlier skill stages,
+"""Run inputs of the skill-space RL agents (SPiRL, SkiLD, EXTRACT): the weights of the earlier skill stages,
 found by convention and, when missing, made first by running the stage (the log says so), or with
 ``collect_missing_demos=false`` an error that gives the command that makes them.
 
 Stages and where their weights are looked for (the stage's own default file, or the one file of
 that stage with other settings, :func:`polytask.training.weights.find_weights`):
 
-- ``skill_prior`` (input ``skill_model``, or ``skill_model=<file>``):
-  :func:`polytask.training.skills.skill_model_path` of the run's suite, obs_type and seed;
+- ``skill_prior`` (input ``skill_model``, or ``skill_model=<file>``) and ``extract_skill`` (input
+  ``extract_model``, or ``extract_model=<file>``): ``<data_dir>/weights/<stage>/<suite>/
+  play-<obs_type>-seed<seed>.pt`` (they depend on the play data only, not on the run's task or demos);
 - ``skill_posterior`` (input ``skill_posterior``, or ``skill_posterior=<file>``) and
   ``demo_discriminator`` (input ``demo_discriminator``, or ``demo_discriminator=<file>``):
   :func:`polytask.training.weights.weights_path` of the run's suite, task, obs_type, demo count and seed.
@@ -26,6 +27,7 @@ from typing import Any
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
+from polytask.agents.extract_rl import extract_spec
 from polytask.agents.skill_rl import skill_spec
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
@@ -36,10 +38,10 @@ from polytask.utils import rng_state, set_rng_state
 log = logging.getLogger("polytask")
 
 #: the stages each stage needs made before it
-NEEDS = {"skill_prior": (), "skill_posterior": ("skill_prior",), "demo_discriminator": ()}
+NEEDS = {"skill_prior": (), "skill_posterior": ("skill_prior",), "demo_discriminator": (), "extract_skill": ()}
 #: per stage, the run option that names its weights file explicitly
 FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior",
-               "demo_discriminator": "demo_discriminator"}
+               "demo_discriminator": "demo_discriminator", "extract_skill": "extract_model"}
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
 
 
@@ -47,6 +49,9 @@ def stage_path(cfg: DictConfig, stage: str) -> Path:
     """Where stage ``stage``'s weights are looked for by convention (see the module docstring)."""
     if stage == "skill_prior":
         return skill_model_path(cfg)
+    if stage == "extract_skill":
+        return Path(cfg.data_dir) / "weights" / "extract_skill" / cfg.suite.name / \
+            f"play-{cfg.obs_type}-seed{cfg.seed}.pt"
     return weights_path(cfg, agent=stage)
 
 
@@ -54,7 +59,7 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
     """The ``train.py`` command that makes stage ``stage``'s weights for the run."""
     cmd = (f"python train.py agent={stage} suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
            f"data_dir={cfg.data_dir}")
-    if stage != "skill_prior":
+    if stage not in ("skill_prior", "extract_skill"):
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
     return cmd
 
@@ -164,3 +169,8 @@ def demo_discriminator(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
     sizes = saved["config"]["agent"]
     return {"net": saved["agent"]["net"], "normalizer": saved["agent"]["normalizer"],
             "hidden_dim": int(sizes["hidden_dim"]), "hidden_depth": int(sizes["hidden_depth"])}
+
+
+def extract_model(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """EXTRACT's skill model (normaliser, decoder, priors and sizes) of the run's ``extract_skill`` stage."""
+    return extract_spec(stage_weights(cfg, "extract_skill"))
