@@ -76,7 +76,7 @@ def test_kl_terms_match_torch_distributions():
     with torch.no_grad():  # a prior far narrower than the policy: the clip bounds each KL_z
         agent.argument_prior.net[-1].bias[Z:].fill_(-10.0)
     assert agent.divergences(x)[2].max().item() == pytest.approx(100.0)
-    agent.argument_kl_clip = None
+    agent.cfg.argument_kl_clip = None
     assert agent.divergences(x)[2].min().item() > 100.0
     assert squashed.shape == (len(x), K, Z) and squashed.abs().max() < 1
 

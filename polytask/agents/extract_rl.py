@@ -260,7 +260,7 @@ class ExtractSACAgent(SACAgent):
                                      target.unsqueeze(-1))
         if step >= self.cfg.actor_update_after:
             metrics.update(self._update_actor_and_alpha(obs, x))
-        soft_update(self.critic, self.critic_target, self.tau)
+        soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         return metrics
 
     def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, float]:
