@@ -164,11 +164,9 @@ def test_resume_with_two_envs(tmp_path):
     killed.train_step = train_step
     with pytest.raises(KeyboardInterrupt):
         killed.run()
-    killed.envs.close()
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "latest.pt")["env_episodes"] == [1, 1]
     resumed = build_trainer(cfg("killed", True), run_dir=tmp_path / "killed")
     resumed.run()
-    resumed.envs.close()
     assert resumed.step == 700 and resumed.frames == ref.frames
     a = load_checkpoint(tmp_path / "ref" / "checkpoints" / "latest.pt")
     b = load_checkpoint(tmp_path / "killed" / "checkpoints" / "latest.pt")

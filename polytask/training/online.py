@@ -182,7 +182,8 @@ class OnlineTrainer(Trainer):
         new = self._observe({k: v[envs] for k, v in obs.items()}, envs, is_first=True)
         if self._obs is None:
             self._obs = {k: np.zeros((self.num_envs, *v.shape[1:]), v.dtype) for k, v in new.items()}
-        for k, v in new.items():
+        for k, v in new.items():  # a new array: the episodes in flight hold rows of the old one
+            self._obs[k] = self._obs[k].copy()
             self._obs[k][envs] = v
         for j, i in enumerate(envs):
             self._eps[i]["obs"].append({k: v[j] for k, v in new.items()})
@@ -268,6 +269,13 @@ class OnlineTrainer(Trainer):
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
+
+    def run(self) -> dict[str, float]:
+        """As :meth:`Trainer.run`; the training envs (their subprocesses) are closed at the end."""
+        try:
+            return super().run()
+        finally:
+            self.envs.close()
 
     def evaluate(self, logger, final: bool) -> dict[str, float]:
         """As :meth:`Trainer.evaluate`; with ``eval.on_train_env`` the evaluator has reset the training
