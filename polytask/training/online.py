@@ -254,7 +254,8 @@ class OnlineTrainer(Trainer):
         self._obs = obs
         if ended:
             metrics["episode"] = float(self.episode)
-            metrics.update({k: float(np.mean([m[k] for m in ended])) for k in ended[0]})
+            for k in dict.fromkeys(k for m in ended for k in m):  # episode_reward: only where it differs
+                metrics[k] = float(np.mean([m[k] for m in ended if k in m]))
         steps = range(self.step, self.step + self.num_envs)  # the env steps just taken
         if self._reset_every and any(t > 0 and t % self._reset_every == 0 for t in steps):
             self.agent.reset_networks()

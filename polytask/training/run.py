@@ -60,10 +60,10 @@ def make_train_envs(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gy
     vector env without autoreset (the online trainer resets each env itself, with its seed).
 
     With ``cfg.async_envs`` (default true) and more than one env, each env steps in a subprocess
-    (:class:`~gymnasium.vector.AsyncVectorEnv`, ``spawn`` context, which MuJoCo's renderers and
-    torch's threads survive) and ``first`` is closed; otherwise they step one after the other in this
-    process (:class:`~gymnasium.vector.SyncVectorEnv`), ``first`` (the env the agent was built
-    for) being env 0.
+    (:class:`~gymnasium.vector.AsyncVectorEnv`; ``spawn``: a fresh interpreter per env, as forking a
+    process that holds torch threads or GL contexts is unsafe) and ``first`` is closed; otherwise
+    they step one after the other in this process (:class:`~gymnasium.vector.SyncVectorEnv`),
+    ``first`` (the env the agent was built for) being env 0.
     """
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # subprocesses have no Hydra
     make = partial(_make_wrapped_train_env, resolved, task, wrap_env)
