@@ -47,19 +47,22 @@ def write_base_policy(task: str, path: Path) -> Path:
     return path
 
 
-def steps_per_second(overrides: list[str], warmup: int, steps: int, run_dir: Path) -> float:
-    """Agent steps/s of ``train_step`` calls over ``steps`` steps after ``warmup`` steps."""
+def steps_per_second(overrides: list[str], warmup: int, steps: int, run_dir: Path) -> tuple[float, dict[str, float]]:
+    """Agent steps/s of ``train_step`` calls over ``steps`` steps after ``warmup`` steps, and the
+    milliseconds per step spent acting, in the envs and updating (the trainer's own clocks)."""
     trainer = build_trainer(config(*overrides), run_dir=run_dir)
     trainer.agent.train(True)
     try:
         while trainer.step < warmup:
             trainer.train_step()
             trainer.step += trainer.steps_per_train_step
-        start, s0 = time.perf_counter(), trainer.step
+        start, s0, seconds = time.perf_counter(), trainer.step, dict(trainer.seconds)
         while trainer.step < warmup + steps:
             trainer.train_step()
             trainer.step += trainer.steps_per_train_step
-        return (trainer.step - s0) / (time.perf_counter() - start)
+        n = trainer.step - s0
+        return n / (time.perf_counter() - start), {k: 1000 * (trainer.seconds[k] - seconds[k]) / n
+                                                   for k in ("act", "env", "update")}
     finally:
         trainer.envs.close()
 
@@ -84,14 +87,15 @@ def main() -> None:
                 overrides = [*agent, f"suite/metaworld_task={args.task}", "obs_type=features", "device=cpu",
                              f"data_dir={tmp}", f"num_envs={n}", f"async_envs={not args.sync}",
                              f"update_after_steps={args.warmup // 2}", f"num_train_steps={args.warmup + args.steps}"]
-                rate = steps_per_second(overrides, args.warmup, args.steps, Path(tmp) / f"{name}-{n}")
+                rate, ms = steps_per_second(overrides, args.warmup, args.steps, Path(tmp) / f"{name}-{n}")
                 cfg = config(*overrides)
                 utd = f"{cfg.updates_per_step}/{cfg.update_every_steps}"
-                rows.append((name, n, utd, rate))
+                rows.append((name, n, utd, rate, ms))
                 print(f"{name:9s} num_envs={n}  UTD {utd}  {rate:7.1f} steps/s", flush=True)
-    print("\n| agent | num_envs | updates/env step | agent steps/s |\n|---|---|---|---|")
-    for name, n, utd, rate in rows:
-        print(f"| {name} | {n} | {utd} | {rate:.1f} |")
+    print("\n| agent | num_envs | updates/env step | agent steps/s | ms/step act | env | update |\n"
+          "|---|---|---|---|---|---|---|")
+    for name, n, utd, rate, ms in rows:
+        print(f"| {name} | {n} | {utd} | {rate:.1f} | {ms['act']:.2f} | {ms['env']:.2f} | {ms['update']:.2f} |")
 
 
 if __name__ == "__main__":
