@@ -196,7 +196,8 @@ def _filled_replay(cfg, agent, episodes: dict[int, list[Episode]]) -> ReplayBuff
 
     def stored(ep: Episode, t: int) -> dict[str, np.ndarray]:
         obs = {k: ep.obs[k][t] for k in obs_shapes(cfg)}  # the newest frame stands for its stack
-        extras = hook(OnlineTrainer._batch(obs, t == 0)) if hook is not None else {}
+        one = {k: v[None] for k, v in obs.items()}  # a batch of one env, env 0
+        extras = hook(OnlineTrainer._batch(one, np.zeros(1, np.int64), t == 0)) if hook is not None else {}
         return {**obs, **{k: np.asarray(v)[0] for k, v in extras.items()}}
 
     for i, ep in enumerate(ep for eps in episodes.values() for ep in eps):

@@ -11,10 +11,12 @@ from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import DatasetError, Episode
+from polytask.errors import ConfigError
 from polytask.suites import make_env
 from polytask.training.demos import frame_stack_of, load_or_collect_demos
 from polytask.training.evaluator import Evaluator
@@ -37,6 +39,44 @@ def make_train_env(cfg: DictConfig, task: str) -> gym.Env:
     """The suite's env for ``task`` with :func:`training_wrappers`: what an online run's agent is built
     for; the run acts in the agent's :meth:`~polytask.agents.base.Agent.wrap_env` of it."""
     return training_wrappers(cfg, env_factory(cfg)(task))
+
+
+def num_envs_of(cfg: DictConfig) -> int:
+    """``cfg.num_envs`` (default 1): the training envs an online run steps together.
+
+    Raises:
+        ConfigError: if it is below 1.
+    """
+    num = int(cfg.get("num_envs", 1) or 1)
+    if num < 1:
+        raise ConfigError(f"num_envs={num}: give the number of training envs stepped together (1 or more)")
+    return num
+
+
+def make_train_envs(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gym.Env] | None,
+                    first: gym.Env, num_envs: int) -> VectorEnv:
+    """``num_envs`` training envs of ``task`` (:func:`make_train_env`, then ``wrap_env``: the agent's
+    :meth:`~polytask.agents.base.Agent.wrap_env` where it has one) stepped together, as a Gymnasium
+    vector env without autoreset (the online trainer resets each env itself, with its seed).
+
+    With ``cfg.async_envs`` (default true) and more than one env, each env steps in a subprocess
+    (:class:`~gymnasium.vector.AsyncVectorEnv`; ``spawn``: a fresh interpreter per env, as forking a
+    process that holds torch threads or GL contexts is unsafe) and ``first`` is closed; otherwise
+    they step one after the other in this process (:class:`~gymnasium.vector.SyncVectorEnv`),
+    ``first`` (the env the agent was built for) being env 0.
+    """
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # subprocesses have no Hydra
+    make = partial(_make_wrapped_train_env, resolved, task, wrap_env)
+    if num_envs > 1 and cfg.get("async_envs", True):
+        first.close()
+        return AsyncVectorEnv([make] * num_envs, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
+    return SyncVectorEnv([lambda: first] + [make] * (num_envs - 1), autoreset_mode=AutoresetMode.DISABLED)
+
+
+def _make_wrapped_train_env(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gym.Env] | None) -> gym.Env:
+    """:func:`make_train_env`, then ``wrap_env`` if given (a vector env's env factory)."""
+    env = make_train_env(cfg, task)
+    return env if wrap_env is None else wrap_env(env)
 
 
 def training_wrappers(cfg: DictConfig, env: gym.Env) -> gym.Env:

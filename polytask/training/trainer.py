@@ -48,6 +48,9 @@ class Trainer:
     #: ``train`` row logs their last value, and of every other metric its mean over the steps since
     #: the last log that reported it (:class:`MetricWindow`).
     cumulative_metrics: tuple[str, ...] = ()
+    #: steps one :meth:`train_step` takes (the online trainer with ``num_envs`` envs: one env step each);
+    #: logs, evaluations and checkpoints happen at the first step that reaches a multiple of their period
+    steps_per_train_step: int = 1
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator: Evaluator):
         self.cfg, self.run_dir, self.agent, self.evaluator = cfg, Path(run_dir), agent, evaluator
@@ -175,17 +178,17 @@ class Trainer:
                 bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(self.diverged_message(f"{bad}"))
-                self.step += 1
-                bar.update(1)
-                if self.step % cfg.log_every_steps == 0:
+                before, self.step = self.step, self.step + self.steps_per_train_step
+                bar.update(self.steps_per_train_step)
+                if _reached(before, self.step, cfg.log_every_steps):
                     row = {**window.pop(), "steps_per_s": (self.step - s0) / max(busy, 1e-9)}
                     busy, s0 = 0.0, self.step
                     logger.log("train", row, self.step, console=False)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
-                final = self.step == total
-                if self.step % cfg.eval_every_steps == 0 or final:
+                final = self.step >= total
+                if _reached(before, self.step, cfg.eval_every_steps) or final:
                     self.evaluate(logger, final)
-                if self.step % cfg.save_every_steps == 0 or final:
+                if _reached(before, self.step, cfg.save_every_steps) or final:
                     save_checkpoint(self.run_dir, self.state())
 
     def diverged_message(self, what: str) -> str:
@@ -205,3 +208,8 @@ class Trainer:
         log.info(f"Evaluation at step {self.step} ({self.evaluator.num_episodes} episodes per task):\n"
                  + results_table(self.evaluator.tasks, m))
         (self.run_dir / "results.json").write_text(json.dumps({"step": self.step, **m}, indent=2))
+
+
+def _reached(before: int, after: int, period: int) -> bool:
+    """Whether a multiple of ``period`` lies in ``(before, after]`` (for one step: ``after % period == 0``)."""
+    return after // period > before // period
