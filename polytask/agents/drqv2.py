@@ -124,7 +124,8 @@ class DrQV2Agent(Agent):
             step: agent step (for the schedules).
 
         Returns:
-            metrics: critic_loss, q, target_q, actor_loss, stddev (and those of :meth:`actor_loss`).
+            metrics: critic_loss, q, target_q, actor_loss (0-d tensors), stddev (and those of
+            :meth:`actor_loss`).
         """
         obs = self.aug(batch["obs"][self.obs_key].to(self.device))
         next_obs = self.aug(batch["next_obs"][self.obs_key].to(self.device))
@@ -151,7 +152,7 @@ class DrQV2Agent(Agent):
         q = twin_q_reduce(*self.critic(h, action), self.twin_q)
         loss, metrics = self.actor_loss(obs, h, q, step)
         actor_step(loss, self.actor_opt)
-        metrics.update(stddev=std, actor_loss=loss.item())
+        metrics.update(stddev=std, actor_loss=loss.detach())
         return metrics
 
     def actor_loss(self, obs: torch.Tensor, h: torch.Tensor, q: torch.Tensor,

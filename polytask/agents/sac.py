@@ -119,7 +119,7 @@ class SACAgent(Agent):
         return self.execute(obs, self._policy_output(obs, eval_mode, step)).cpu().numpy().astype(np.float32)
 
     # -- learning -------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature update, then the Polyak target update.
 
         Args:
@@ -129,8 +129,8 @@ class SACAgent(Agent):
             step: agent step (the actor waits for ``actor_update_after``).
 
         Returns:
-            metrics: critic_loss, q, target_q, and once the actor learns actor_loss, alpha,
-            alpha_loss, entropy (−log π).
+            metrics (0-d tensors): critic_loss, q, target_q, and once the actor learns actor_loss,
+            alpha, alpha_loss, entropy (−log π).
         """
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
@@ -147,7 +147,7 @@ class SACAgent(Agent):
         soft_update(self.critic, self.critic_target, self.tau)
         return metrics
 
-    def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, float]:
+    def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, torch.Tensor]:
         squashed, log_prob = self.actor.sample(self._actor_input(obs))
         q = torch.min(*self.critic(state, self.execute(obs, squashed)))
         alpha = self.alpha.detach()
@@ -157,8 +157,9 @@ class SACAgent(Agent):
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(), "alpha_loss": alpha_loss.item(),
-                "entropy": -log_prob.mean().item()}
+        with torch.no_grad():
+            return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "alpha_loss": alpha_loss.detach(),
+                    "entropy": -log_prob.mean()}
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -214,18 +214,18 @@ class SkillSACAgent(SACAgent):
         reg, divs, weights = self.regulariser(obs, x, mean, log_std)
         actor_loss = (reg - q).mean()
         actor_step(actor_loss, self.actor_opt)
-        metrics = {"actor_loss": actor_loss.item()}
+        metrics = {"actor_loss": actor_loss.detach()}
         temps, targets, opts = self.temperatures(), self._targets(), self._temperature_opts()
         for k, div in divs.items():
-            metrics[f"kl_{k}"] = div.mean().item()
-            metrics[f"alpha_{k}"] = temps[k].exp().item()
+            metrics[f"kl_{k}"] = div.detach().mean()
+            metrics[f"alpha_{k}"] = temps[k].detach().exp()
             if targets[k] is None:
                 continue
             loss = (temps[k].exp() * weights[k] * (targets[k] - div.detach())).mean()
             opts[k].zero_grad(set_to_none=True)
             loss.backward()
             opts[k].step()
-            metrics[f"alpha_loss_{k}"] = loss.item()
+            metrics[f"alpha_loss_{k}"] = loss.detach()
         return metrics
 
     # -- persistence ----------------------------------------------------------------------------
