@@ -19,7 +19,7 @@ from torch import nn
 from polytask.agents.base import Agent
 from polytask.agents.qlearning import TWIN_Q_REDUCTIONS, actor_step, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
+from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, compile_modules, orthogonal_init, soft_update
 from polytask.utils import schedule
 
 
@@ -45,6 +45,10 @@ class DrQV2Agent(Agent):
         stddev_clip: noise clip in the updates.
         num_expl_steps: uniform random actions before this many agent steps.
         augment, pad: random shifts for pixels.
+        compile: compile the encoder's, actor's and critics' forward passes with ``torch.compile``
+            (in place: weights files are unchanged) at the first update; the optimiser steps and the
+            Python of the update stay as they are (no CUDA graphs, no capturable optimisers). Same
+            numbers as without, up to float rounding; the first updates take longer (compilation).
 
     Raises:
         ValueError: for an unknown ``twin_q``.
@@ -58,7 +62,8 @@ class DrQV2Agent(Agent):
                  critic_layer_norm: bool = False, state_trunk: bool = False,
                  critic_target_tau: float = 0.01, twin_q: str = "min",
                  stddev_schedule: str | float = "linear(1.0,0.1,250000)",
-                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4):
+                 stddev_clip: float = 0.3, num_expl_steps: int = 2000, augment: bool = True, pad: int = 4,
+                 compile: bool = False):
         if twin_q not in TWIN_Q_REDUCTIONS:
             raise ValueError(f"twin_q must be one of {TWIN_Q_REDUCTIONS} ('min': clipped double Q), got {twin_q!r}")
         self.device = torch.device(device)
@@ -78,6 +83,7 @@ class DrQV2Agent(Agent):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.aug: nn.Module = RandomShiftsAug(pad) if (augment and pixels) else nn.Identity()
         self.lr = lr
+        self._compile, self._compiled = bool(compile), False
         self._make_optimizers()
         self.train(True)
 
@@ -127,6 +133,9 @@ class DrQV2Agent(Agent):
             metrics: critic_loss, q, target_q, actor_loss (0-d tensors), stddev (and those of
             :meth:`actor_loss`).
         """
+        if self._compile and not self._compiled:
+            compile_modules(self.encoder, self.actor, self.critic, self.critic_target)
+            self._compiled = True
         obs = self.aug(batch["obs"][self.obs_key].to(self.device))
         next_obs = self.aug(batch["next_obs"][self.obs_key].to(self.device))
         action = batch["action"].to(self.device)

@@ -27,7 +27,7 @@ import torch
 from polytask.agents.base import Agent
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
-from polytask.nets.mlp import Critic, GaussianActor, soft_update
+from polytask.nets.mlp import Critic, GaussianActor, compile_modules, soft_update
 
 
 class SACAgent(Agent):
@@ -48,6 +48,10 @@ class SACAgent(Agent):
             it only the critics learn (a critic warm-up: the actor does not chase an untrained
             critic). 0: from the first update.
         log_std_bounds: range of the actor's log σ.
+        compile: compile the networks' forward passes with ``torch.compile`` (in place, so
+            weights files are unchanged) at the first update; the optimiser steps and the Python
+            of the update stay as they are (no CUDA graphs, no capturable optimisers). Same numbers
+            as without, up to float rounding; the first updates take longer (compilation).
 
     Raises:
         ConfigError: for ``obs_type`` other than ``features``.
@@ -57,7 +61,7 @@ class SACAgent(Agent):
                  device: torch.device | str = "cpu", lr: float = 3e-4, hidden_dim: int = 256, hidden_depth: int = 2,
                  critic_target_tau: float = 0.005, init_temperature: float = 1.0, target_entropy: float | None = None,
                  num_expl_steps: int = 5000, log_std_bounds: tuple[float, float] = (-5.0, 2.0),
-                 actor_update_after: int = 0):
+                 actor_update_after: int = 0, compile: bool = False):
         require_features(type(self).__name__.removesuffix("Agent").lower(), obs_type, " (for pixels use agent=drqv2)")
         self.device = torch.device(device)
         self.obs_key = "state"
@@ -74,6 +78,7 @@ class SACAgent(Agent):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
+        self._compile, self._compiled = bool(compile), False
         self.train(True)
 
     @property
@@ -132,6 +137,9 @@ class SACAgent(Agent):
             metrics (0-d tensors): critic_loss, q, target_q, and once the actor learns actor_loss,
             alpha, alpha_loss, entropy (−log π).
         """
+        if self._compile and not self._compiled:
+            compile_modules(self.actor, self.critic, self.critic_target)
+            self._compiled = True
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
         state, next_state = obs[self.obs_key], next_obs[self.obs_key]

@@ -130,6 +130,13 @@ class Critic(nn.Module):
         return self.q1(x), self.q2(x)
 
 
+def compile_modules(*modules: nn.Module) -> None:
+    """Compile each module's forward pass with ``torch.compile`` in place (:meth:`nn.Module.compile`:
+    parameters and ``state_dict`` keys stay the same, unlike wrapping in ``torch.compile(module)``)."""
+    for module in modules:
+        module.compile()
+
+
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
     """Polyak averaging: target ← τ·net + (1−τ)·target."""
     with torch.no_grad():
