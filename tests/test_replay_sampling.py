@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from polytask.data.buffer import gather_stacks
+from polytask.data.prefetch import PrefetchSampler
 from polytask.data.replay import ReplayBuffer
 
 K, N, GAMMA = 3, 3, 0.9
@@ -101,3 +102,27 @@ def test_a_kept_batch_is_not_overwritten_and_a_dropped_one_is_reused():
     pointer = other["obs"]["pixels"].data_ptr()
     del kept, other
     assert buf.sample(32)["obs"]["pixels"].data_ptr() == pointer  # the dropped batch's memory is used again
+
+
+def test_prefetched_batches_are_the_plain_draws():
+    """On CPU (a GPU's pinned copy cannot be tested here): the background thread draws the same
+    batches, in order, as sampling in the update from an identical buffer; steps added meanwhile
+    wait for the draw in flight (the buffer's lock) and show up in later batches."""
+    plain, ahead = _filled(seed=3), _filled(seed=3)
+    sampler = PrefetchSampler(ahead, 16)
+    try:
+        for _ in range(5):
+            want, got = plain.sample(16), sampler.sample()
+            for part in ("obs", "next_obs"):
+                for key in ("pixels", "state"):
+                    np.testing.assert_array_equal(got[part][key].numpy(), want[part][key].numpy())
+            np.testing.assert_array_equal(got["reward"].numpy(), want["reward"].numpy())
+        marker = np.full(2, 1e6, np.float32)
+        for _ in range(200):  # new steps whose action marks them, added while batches are drawn
+            ahead.add(marker, 0.0, {"pixels": np.zeros((3 * K, 4, 4), np.uint8), "state": np.zeros(2, np.float32)},
+                      False, False)
+            batch = sampler.sample()
+            assert np.isfinite(batch["reward"].numpy()).all()
+        assert (batch["action"].numpy() == 1e6).any()  # the buffer now holds mostly the new steps
+    finally:
+        sampler.close()

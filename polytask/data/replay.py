@@ -13,6 +13,7 @@ overwritten first. Pixel observations are single frames uint8 (3, H, W); a sampl
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,7 @@ class ReplayBuffer:
         self._stack_offsets = np.arange(-frame_stack + 1, 1)[None]  # (1, k): a stack's frames, oldest first
         self._gammas = discount ** np.arange(nstep)  # γ^k, k < n
         self._gammas_m = discount ** np.arange(nstep + 1)  # γ^m, m ≤ n
+        self.lock = threading.Lock()  # adding and sampling exclude each other (sampling in a background thread)
         self._out: dict[str, np.ndarray] | None = None  # see _out_arrays
         self._out_owners: list[Any] = []
         self._out_free_refs: list[int] = []
@@ -96,22 +98,24 @@ class ReplayBuffer:
 
     def add_first(self, obs: dict[str, np.ndarray]) -> None:
         """Start an episode with its reset observation."""
-        self._cur_start = self.count
-        self._write_obs(obs)
+        with self.lock:
+            self._cur_start = self.count
+            self._write_obs(obs)
 
     def add(self, action: np.ndarray, reward: float, next_obs: dict[str, np.ndarray], terminated: bool,
             truncated: bool) -> None:
         """Record a step taken from the last added observation and the observation it led to."""
         if self.count == 0:
             raise RuntimeError("add_first(obs) must start an episode before add()")
-        row = (self.count - 1) % self.capacity
-        self.action[row] = action
-        self.reward[row] = reward
-        self.terminated[row] = terminated
-        self.truncated[row] = truncated
-        self.has_action[row] = True
-        self.steps_added += 1
-        self._write_obs(next_obs)
+        with self.lock:
+            row = (self.count - 1) % self.capacity
+            self.action[row] = action
+            self.reward[row] = reward
+            self.terminated[row] = terminated
+            self.truncated[row] = truncated
+            self.has_action[row] = True
+            self.steps_added += 1
+            self._write_obs(next_obs)
 
     def __len__(self) -> int:
         return min(self.count, self.capacity)
@@ -198,8 +202,10 @@ class ReplayBuffer:
                 "next_obs": {k: torch.from_numpy(out[k][1]) for k in self.obs}}
 
     def sample(self, batch_size: int) -> dict[str, Any]:
-        """A uniformly sampled batch of n-step transitions (see :meth:`get`)."""
-        return self.get(self.sample_indices(batch_size))
+        """A uniformly sampled batch of n-step transitions (see :meth:`get`); safe to call from another
+        thread while this one adds steps (:class:`polytask.data.prefetch.PrefetchSampler`)."""
+        with self.lock:
+            return self.get(self.sample_indices(batch_size))
 
     # -- persistence ----------------------------------------------------------------------------
     def _rows(self, start: int, end: int) -> slice | np.ndarray:

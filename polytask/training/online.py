@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
+from polytask.data.prefetch import PrefetchSampler
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir
@@ -84,6 +86,9 @@ class OnlineTrainer(Trainer):
                               f"agent steps, for an agent that can reset its networks (agent={cfg.agent.name} "
                               f"{'can' if agent.can_reset_networks else 'cannot'})")
         self._batch_size = int(cfg.batch_size)
+        # replay_prefetch: batches sampled one update ahead in a background thread (see PrefetchSampler)
+        self._sample = (PrefetchSampler(replay, self._batch_size, getattr(agent, "device", "cpu")).sample
+                        if cfg.get("replay_prefetch", False) else lambda: self.replay.sample(self._batch_size))
         self.episode = 0
         self.frames = 0  # env steps × action repeat (a skill-space step runs several env steps)
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
@@ -110,9 +115,10 @@ class OnlineTrainer(Trainer):
         env.action_space.seed(int(cfg.seed))
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         obs_shapes.update(agent.extra_obs_shapes)
+        device = torch.device(getattr(agent, "device", "cpu"))
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
-                              seed=int(cfg.seed))
+                              seed=int(cfg.seed), pin_memory=bool(cfg.get("replay_prefetch")) and device.type == "cuda")
         evaluator = make_evaluator(cfg, agent.wrap_env, env if cfg.eval.get("on_train_env", False) else None)
         return cls(cfg, run_dir, agent, evaluator, env, replay)
 
@@ -199,7 +205,7 @@ class OnlineTrainer(Trainer):
                 and self.replay.steps_added > 0):
             t0 = time.perf_counter()
             for _ in range(self._updates_per_step):
-                metrics.update(self.agent.update(self.replay.sample(self._batch_size), self.step))
+                metrics.update(self.agent.update(self._sample(), self.step))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics
