@@ -88,10 +88,9 @@ class DrQV2Agent(Agent):
         self.train(True)
 
     def _make_optimizers(self) -> None:
-        # multi-tensor Adam also on CPU (PyTorch uses it on CUDA only by default): the same numbers, fewer kernel calls
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.lr)
         self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()),
-                                           lr=self.lr, foreach=True)
+                                           lr=self.lr)
 
     def reset_networks(self) -> None:
         """Re-initialise actor, critic and target critic and restart their optimisers, keeping the

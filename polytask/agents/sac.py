@@ -75,9 +75,8 @@ class SACAgent(Agent):
         self.critic = Critic(dim, action_dim, hidden_dim, hidden_dim, hidden_depth, False).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(init_temperature), device=self.device, requires_grad=True)
-        # multi-tensor Adam also on CPU (PyTorch uses it on CUDA only by default): the same numbers, fewer kernel calls
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=lr)
         self._compile, self._compiled = bool(compile), False
         self.train(True)
