@@ -1,5 +1,6 @@
-"""Replay buffer throughput: inserts/s, sampled batches/s (batch 256, 9×84×84 stacks, n=3) and
-bytes stored per transition.
+"""Replay buffer throughput: inserts/s, sampled batches and transitions/s (batch 256, 9×84×84 stacks,
+n=3) and bytes stored per transition. A batch moves about 32 MB (obs and next_obs stacks), so memory
+bandwidth bounds sampling.
 
     python benchmarks/replay_buffer.py --capacity 100000
 """
@@ -42,7 +43,8 @@ def main() -> None:
     stored = sum(a.nbytes for a in buf.obs.values()) + sum(
         getattr(buf, k).nbytes for k in ("action", "reward", "terminated", "truncated", "has_action", "ep_start"))
     print(f"capacity {args.capacity}: insert {buf.count / insert_s:,.0f} steps/s; "
-          f"sample {1 / sample_s:,.1f} batches/s ({sample_s * 1e3:.1f} ms per batch of {args.batch_size}, "
+          f"sample {1 / sample_s:,.1f} batches/s = {args.batch_size / sample_s:,.0f} transitions/s "
+          f"({sample_s * 1e3:.1f} ms per batch of {args.batch_size}, "
           f"9x84x84 stacks, n=3); {stored / args.capacity:,.0f} bytes per transition "
           f"(a stacked uint8 copy would take {9 * 84 * 84:,} for pixels alone)")
 

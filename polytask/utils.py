@@ -133,3 +133,29 @@ def schedule(spec: float | str, step: int) -> float:
     init, final, duration = (float(g) for g in match.groups())
     mix = min(max(step / duration, 0.0), 1.0)
     return (1.0 - mix) * init + mix * final
+
+
+#: A metric as agents' ``update`` returns it: a Python number or a 0-d tensor (kept on its device, so
+#: that an update needs no host sync; :func:`metric_floats` converts them when they are logged).
+Metric = float | torch.Tensor
+
+
+def metric_floats(metrics: dict[str, Metric]) -> dict[str, float]:
+    """``metrics`` as Python floats: 0-d tensors are moved to the host together (one transfer per
+    device instead of one ``.item()`` sync per metric), numbers are converted with ``float``.
+
+    Raises:
+        ValueError: for a tensor metric with more than one element.
+    """
+    tensors = {k: v for k, v in metrics.items() if torch.is_tensor(v)}
+    for k, v in tensors.items():
+        if v.numel() != 1:
+            raise ValueError(f"metric {k!r} must be a number or a one-element tensor, got shape {tuple(v.shape)}")
+    values: dict[str, float] = {}
+    by_device: dict[torch.device, list[str]] = {}
+    for k, v in tensors.items():
+        by_device.setdefault(v.device, []).append(k)
+    for keys in by_device.values():
+        stacked = torch.stack([tensors[k].detach().reshape(()).to(torch.float64) for k in keys]).tolist()
+        values.update(zip(keys, stacked))
+    return {k: values[k] if k in values else float(v) for k, v in metrics.items()}

@@ -41,7 +41,7 @@ from polytask.training.offline import OfflineTrainer, WindowTrainer
 from polytask.training.online import OnlineTrainer
 from polytask.training.skills import DiscriminatorTrainer, labelled_batch
 from polytask.training.trainer import Trainer
-from polytask.utils import set_seed
+from polytask.utils import metric_floats, set_seed
 from tests.conftest import ROOT, compose_cfg
 
 #: every agent config, found in the folder, so that a new agent is covered without editing the tests
@@ -243,9 +243,10 @@ def batch_sampler(cfg, agent, episodes: dict[int, list[Episode]] | None = None) 
 
 
 def feeder(cfg, agent) -> Callable[[int], dict[str, float]]:
-    """``update(step) -> metrics`` on the next batch of :func:`batch_sampler`, as its trainer calls it."""
+    """``update(step) -> metrics`` (as floats, :func:`metric_floats`) on the next batch of
+    :func:`batch_sampler`, as its trainer calls it."""
     sample = batch_sampler(cfg, agent)
-    return lambda step: agent.update(sample(), step)
+    return lambda step: metric_floats(agent.update(sample(), step))
 
 
 def act_obs(cfg, batch_size: int = 4, seed: int = 1) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from polytask.errors import ConfigError
 from polytask.training.inputs import base_policy as load_base_policy
 from polytask.training.run import env_factory, tasks_of
 from polytask.training.weights import load_policy, read_weights
+from polytask.utils import metric_floats
 from tests.agent_harness import (
     AGENT_NAMES,
     act_obs,
@@ -47,7 +48,7 @@ def _trained(name, obs_type, seed, data_dir, updates=3):
     batch sampler."""
     cfg, agent = build(name, seed, data_dir, obs_type)
     sample = batch_sampler(cfg, agent)
-    return cfg, agent, sample, [agent.update(sample(), step) for step in range(updates)]
+    return cfg, agent, sample, [metric_floats(agent.update(sample(), step)) for step in range(updates)]
 
 
 def _weights_only_round_trip(state):
@@ -82,12 +83,15 @@ def test_act_gives_bounded_float32_actions(name, obs_type, tmp_path):
 def test_update_returns_finite_float_metrics(name, obs_type, tmp_path):
     cfg, agent, sample, history = _trained(name, obs_type, 1, tmp_path)
     before = checksum(agent)
-    history.append(agent.update(sample(), len(history)))
+    metrics = agent.update(sample(), len(history))
     assert checksum(agent) != before  # an update learns
-    for metrics in history:
-        assert isinstance(metrics, dict) and metrics
-        bad = {k: v for k, v in metrics.items() if not (isinstance(k, str) and type(v) is float and math.isfinite(v))}
-        assert not bad, f"metrics must be finite Python floats, got {({k: type(v).__name__ for k, v in bad.items()})}"
+    assert isinstance(metrics, dict) and metrics
+    bad = {k: v for k, v in metrics.items() if not (isinstance(k, str) and (
+        type(v) is float or (torch.is_tensor(v) and v.dim() == 0 and v.is_floating_point() and not v.requires_grad)))}
+    assert not bad, f"metrics must be Python floats or 0-d float tensors without gradient, got {bad}"
+    history.append(metric_floats(metrics))
+    for row in history:
+        assert all(math.isfinite(v) for v in row.values()), row
     json.dumps(history)  # the loggers write them as they are
 
 
@@ -107,7 +111,7 @@ def test_state_dict_round_trip_acts_and_trains_the_same(name, obs_type, tmp_path
     for a, b in ((agent, batch), (restored, torch_round_trip(batch))):
         a.train(True)
         torch.manual_seed(5)
-        after.append(a.update(b, 3))
+        after.append(metric_floats(a.update(b, 3)))
     assert after[0] == after[1]
     assert_same_state(agent.state_dict(), restored.state_dict())
 

@@ -140,3 +140,22 @@ def test_train_rows_log_the_window_means(tmp_path):
     assert rows[0]["episode_return"] == pytest.approx(60.0)  # episodes ending at steps 4 and 8
     assert rows[1]["episode_return"] == pytest.approx(160.0)  # steps 12, 16, 20
     assert rows[0]["steps_per_s"] > 0
+
+
+def test_window_takes_tensor_metrics_and_finds_a_nan_of_any_step():
+    """Updates' 0-d tensor metrics are averaged like numbers; one NaN among them shows in
+    :meth:`MetricWindow.nonfinite` until the window is popped."""
+    import torch
+
+    window = MetricWindow(cumulative=("frames",))
+    for t, loss in enumerate([1.0, 2.0, 4.5]):
+        window.add({"loss": torch.tensor(loss), "frames": float(t), "lr": 0.5})
+    assert window.nonfinite() == {}
+    row = window.pop()
+    assert row == {"loss": pytest.approx(2.5), "frames": 2.0, "lr": 0.5} and type(row["loss"]) is float
+    for loss in (1.0, float("nan"), 3.0):
+        window.add({"loss": torch.tensor(loss)})
+    assert list(window.nonfinite()) == ["loss"]
+    window.pop()
+    window.add({"loss": torch.tensor(1.0)})
+    assert window.nonfinite() == {}

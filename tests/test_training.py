@@ -153,12 +153,14 @@ def test_missing_dataset_exits_with_command(tmp_path):
     assert p.returncode == 1 and "collect_demos.py" in out and "hammer-features-v0" in out
 
 
-def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path):
+@pytest.mark.parametrize("nan, says", [(math.nan, "at step 61"),  # a number: seen at once
+                                       (torch.tensor(math.nan), "in steps 51..75")])  # a tensor: at the next log
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, nan, says):
     cfg = compose_cfg(*[o for o in _overrides(data_dir, tmp_path) if not o.startswith("hydra.")])
     trainer = build_trainer(cfg, run_dir=tmp_path)
     update = trainer.agent.update
-    trainer.agent.update = lambda b, step: update(b, step) if step < 60 else {"loss": math.nan}
-    with pytest.raises(NonFiniteLossError, match="at step 61"):
+    trainer.agent.update = lambda b, step: update(b, step) if step < 60 else {"loss": nan}
+    with pytest.raises(NonFiniteLossError, match=says):
         trainer.run()
     assert load_checkpoint(tmp_path / "checkpoints" / "latest.pt")["step"] == 50
 

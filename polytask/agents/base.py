@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from polytask.agents.configs import AgentConfig, make_config
+from polytask.utils import Metric, metric_floats
 
 
 class Agent(abc.ABC):
@@ -87,9 +88,11 @@ class Agent(abc.ABC):
         ``eval_mode``; ``step`` is the agent step (for schedules)."""
 
     @abc.abstractmethod
-    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, Metric]:
         """One update on ``batch`` (what the agent's trainer samples: a replay batch, demo
-        transitions or windows); returns finite float metrics (losses, Q values, ...)."""
+        transitions or windows); returns finite metrics (losses, Q values, ...): Python floats or
+        0-d tensors without gradient. Tensors need no host sync per update: the trainer converts them
+        (:func:`polytask.utils.metric_floats`) and checks them for NaN/inf when it logs."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -160,16 +163,16 @@ class LossAgent(Agent):
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss to minimise (a scalar tensor) and its parts as floats, on ``batch``."""
 
-    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
-        """One optimiser step on :meth:`losses`; returns ``loss`` and its parts."""
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, Metric]:
+        """One optimiser step on :meth:`losses`; returns ``loss`` (a 0-d tensor) and its parts."""
         loss, parts = self.losses(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), **parts}
+        return {"loss": loss.detach(), **parts}
 
     @torch.no_grad()
     def score(self, batch: dict[str, Any]) -> dict[str, float]:
-        """:meth:`losses` on held-out data, without learning (``loss`` and its parts)."""
+        """:meth:`losses` on held-out data, without learning (``loss`` and its parts, as floats)."""
         loss, parts = self.losses(batch)
-        return {"loss": loss.item(), **parts}
+        return metric_floats({"loss": loss, **parts})

@@ -90,7 +90,7 @@ class BCAgent(Agent):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), "mse": (mu - action).pow(2).mean().item()}
+        return {"loss": loss.detach(), "mse": (mu - action).detach().pow(2).mean()}
 
     def train(self, training: bool = True) -> None:
         self.encoder.train(training)

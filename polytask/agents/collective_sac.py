@@ -88,7 +88,7 @@ class ShapedSACAgent(_CollectiveInput, SACAgent):
         bonus = shaping_bonus(batch["action"].to(self.device), mean, log_std)
         shaped = {**batch, "reward": batch["reward"].to(self.device) + weight * bonus}
         metrics = super().update(shaped, step)
-        return {**metrics, "shaping_weight": weight, "shaping_bonus": bonus.mean().item()}
+        return {**metrics, "shaping_weight": weight, "shaping_bonus": bonus.mean()}
 
     def state_dict(self) -> dict[str, Any]:
         return self._with_collective(super().state_dict())

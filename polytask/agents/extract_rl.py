@@ -270,8 +270,8 @@ class ExtractSACAgent(SACAgent):
         probs = parts["probs"].detach()
         divs = {"argument": (probs * parts["kl_z"].detach()).sum(-1), "skill": parts["kl_d"].detach()}
         ones = torch.ones(len(x), device=self.device)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean().item()
-        return {"actor_loss": actor_loss.item(), "skill_entropy": entropy,
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean().detach()
+        return {"actor_loss": actor_loss.detach(), "skill_entropy": entropy,
                 **temperature_steps(divs, {"argument": ones, "skill": ones},
                                     {"argument": self.log_alpha, "skill": self.log_alpha_d}, self.targets,
                                     {"argument": self.alpha_opt, "skill": self.alpha_d_opt})}

@@ -56,7 +56,7 @@ def td_target(critic_target: nn.Module, h_next: torch.Tensor, next_action: torch
 
 
 def update_twin_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, h: torch.Tensor, action: torch.Tensor,
-                       target: torch.Tensor) -> dict[str, float]:
+                       target: torch.Tensor) -> dict[str, torch.Tensor]:
     """One optimiser step on ``(Q1(h, a) − y)² + (Q2(h, a) − y)²`` (batch means).
 
     Args:
@@ -65,14 +65,15 @@ def update_twin_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, h: t
         target: float32 (B, 1) from :func:`td_target`.
 
     Returns:
-        ``critic_loss``, ``q`` (mean Q1) and ``target_q`` (mean target).
+        ``critic_loss``, ``q`` (mean Q1) and ``target_q`` (mean target), 0-d tensors without gradient
+        (no host sync here; the trainer converts them when it logs).
     """
     q1, q2 = critic(h, action)
     loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"critic_loss": loss.item(), "q": q1.mean().item(), "target_q": target.mean().item()}
+    return {"critic_loss": loss.detach(), "q": q1.detach().mean(), "target_q": target.mean()}
 
 
 def actor_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:

@@ -146,7 +146,7 @@ class ROTAgent(DrQV2Agent):
                 raise ValueError("bc_weight_type=qfilter needs the BC policy: start from BC weights (load_bc)")
             with torch.no_grad():
                 q_bc = twin_q_reduce(*self.critic(h, self.actor_bc(self.encoder_bc(obs))), self.twin_q)
-                lam = (q_bc > q).float().mean().item()
+                lam = (q_bc > q).float().mean()  # a tensor: no host sync
         else:
             lam = schedule(self.cfg.bc_weight_schedule, step)
         demo_batch = self.demos.sample(len(q))
@@ -155,7 +155,7 @@ class ROTAgent(DrQV2Agent):
             h_demo = self.encoder(demo_obs)
         dist = torch.distributions.Normal(self.actor(h_demo), self.cfg.bc_stddev, validate_args=False)
         bc = -dist.log_prob(demo_batch["action"].to(self.device)).sum(-1).mean()
-        return -(1.0 - lam) * q.mean() + lam * self.cfg.bc_alpha * bc, {"bc_weight": lam, "bc_loss": bc.item()}
+        return -(1.0 - lam) * q.mean() + lam * self.cfg.bc_alpha * bc, {"bc_weight": lam, "bc_loss": bc.detach()}
 
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "reward_encoder": self.reward_encoder.state_dict()}

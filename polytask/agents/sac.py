@@ -28,7 +28,7 @@ from polytask.agents.base import Agent
 from polytask.agents.configs.sac import SACConfig
 from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
 from polytask.errors import require_features
-from polytask.nets.mlp import Critic, GaussianActor, soft_update
+from polytask.nets.mlp import Critic, GaussianActor, compile_modules, soft_update
 
 
 class SACAgent(Agent):
@@ -64,6 +64,7 @@ class SACAgent(Agent):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self._compile, self._compiled = cfg.compile, False
         self.train(True)
 
     @property
@@ -109,7 +110,7 @@ class SACAgent(Agent):
         return self.execute(obs, self._policy_output(obs, eval_mode, step)).cpu().numpy().astype(np.float32)
 
     # -- learning -------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, float]:
+    def update(self, batch: dict[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature update, then the Polyak target update.
 
         Args:
@@ -119,9 +120,12 @@ class SACAgent(Agent):
             step: agent step (the actor waits for ``actor_update_after``).
 
         Returns:
-            metrics: critic_loss, q, target_q, and once the actor learns actor_loss, alpha,
-            alpha_loss, entropy (−log π).
+            metrics (0-d tensors): critic_loss, q, target_q, and once the actor learns actor_loss,
+            alpha, alpha_loss, entropy (−log π).
         """
+        if self._compile and not self._compiled:
+            compile_modules(self.actor, self.critic, self.critic_target)
+            self._compiled = True
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
         state, next_state = obs[self.obs_key], next_obs[self.obs_key]
@@ -137,7 +141,7 @@ class SACAgent(Agent):
         soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         return metrics
 
-    def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, float]:
+    def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], state: torch.Tensor) -> dict[str, torch.Tensor]:
         squashed, log_prob = self.actor.sample(self._actor_input(obs))
         q = torch.min(*self.critic(state, self.execute(obs, squashed)))
         alpha = self.alpha.detach()
@@ -147,8 +151,9 @@ class SACAgent(Agent):
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(), "alpha_loss": alpha_loss.item(),
-                "entropy": -log_prob.mean().item()}
+        with torch.no_grad():
+            return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "alpha_loss": alpha_loss.detach(),
+                    "entropy": -log_prob.mean()}
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

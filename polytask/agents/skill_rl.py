@@ -78,15 +78,15 @@ def temperature_steps(divs: dict[str, torch.Tensor], weights: dict[str, torch.Te
     """
     metrics = {}
     for k, div in divs.items():
-        metrics[f"kl_{k}"] = div.mean().item()
-        metrics[f"alpha_{k}"] = log_temps[k].exp().item()
+        metrics[f"kl_{k}"] = div.detach().mean()
+        metrics[f"alpha_{k}"] = log_temps[k].detach().exp()
         if targets[k] is None:
             continue
         loss = (log_temps[k].exp() * weights[k] * (targets[k] - div.detach())).mean()
         opts[k].zero_grad(set_to_none=True)
         loss.backward()
         opts[k].step()
-        metrics[f"alpha_loss_{k}"] = loss.item()
+        metrics[f"alpha_loss_{k}"] = loss.detach()
     return metrics
 
 
@@ -237,7 +237,7 @@ class SkillSACAgent(SACAgent):
         reg, divs, weights = self.regulariser(obs, x, mean, log_std)
         actor_loss = (reg - q).mean()
         actor_step(actor_loss, self.actor_opt)
-        return {"actor_loss": actor_loss.item(), **temperature_steps(divs, weights, self.temperatures(),
+        return {"actor_loss": actor_loss.detach(), **temperature_steps(divs, weights, self.temperatures(),
                                                                      self._targets(), self._temperature_opts())}
 
     # -- persistence ----------------------------------------------------------------------------
@@ -322,8 +322,8 @@ class SkiLDAgent(SkillSACAgent):
         with torch.no_grad():
             logit = self.demo_logit(obs[self.obs_key])
         lam = self.env_reward_weight
-        return lam * reward + (1.0 - lam) * logit, {"env_reward": reward.mean().item(),
-                                                    "demo_reward": logit.mean().item()}
+        return lam * reward + (1.0 - lam) * logit, {"env_reward": reward.mean(),
+                                                    "demo_reward": logit.mean()}
 
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"prior": KL(π ‖ p), "posterior": KL(π ‖ q)}``, analytic, float32 (B,) each (the second

@@ -12,15 +12,20 @@ overwritten first. Pixel observations are single frames uint8 (3, H, W); a sampl
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import numpy as np
 import torch
 
-from polytask.data.buffer import gather_stacks
-
 #: Per-slot arrays besides the observations (see :meth:`ReplayBuffer.slot_arrays`).
 SLOT_ARRAYS = ("action", "reward", "terminated", "truncated", "has_action", "ep_start")
+
+
+def _refcounts(objects: list[Any]) -> list[int]:
+    """Reference counts of ``objects`` (CPython), always taken the same way so they compare."""
+    return [sys.getrefcount(o) for o in objects]
 
 
 class ReplayBuffer:
@@ -35,6 +40,8 @@ class ReplayBuffer:
         nstep: n of the n-step return (3 in DrQ-v2).
         discount: γ.
         seed: seed of the sampling RNG (saved with :meth:`state_dict`).
+        pin_memory: sample into page-locked memory (CUDA runs: the batch's copy to the GPU can then
+            be asynchronous, ``non_blocking=True``); needs a CUDA build of PyTorch.
 
     Sampled batches (:meth:`sample`): ``obs``/``next_obs`` dicts (``state`` float32 (B, D), ``pixels``
     uint8 (B, 3k, H, W)), ``action`` float32 (B, A), ``reward`` float32 (B,) = Σ_{k<m} γ^k r_{t+k},
@@ -43,7 +50,8 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int,
-                 frame_stack: int = 3, nstep: int = 3, discount: float = 0.99, seed: int = 0):
+                 frame_stack: int = 3, nstep: int = 3, discount: float = 0.99, seed: int = 0,
+                 pin_memory: bool = False):
         if capacity < nstep + frame_stack + 1:
             raise ValueError(f"capacity {capacity} is too small for nstep={nstep}, frame_stack={frame_stack}")
         self.capacity, self.frame_stack, self.nstep, self.discount = capacity, frame_stack, nstep, discount
@@ -64,6 +72,16 @@ class ReplayBuffer:
         self.steps_added = 0  # add() calls so far
         self._cur_start = 0
         self.rng = np.random.default_rng(seed)
+        self.pin_memory = pin_memory
+        self._sample_shapes = {k: (shape if k == "pixels" else store.shape[1:])
+                               for (k, shape), store in zip(obs_shapes.items(), self.obs.values())}
+        self._stack_offsets = np.arange(-frame_stack + 1, 1)[None]  # (1, k): a stack's frames, oldest first
+        self._gammas = discount ** np.arange(nstep)  # γ^k, k < n
+        self._gammas_m = discount ** np.arange(nstep + 1)  # γ^m, m ≤ n
+        self.lock = threading.Lock()  # adding and sampling exclude each other (sampling in a background thread)
+        self._out: dict[str, np.ndarray] | None = None  # see _out_arrays
+        self._out_owners: list[Any] = []
+        self._out_free_refs: list[int] = []
 
     # -- writing --------------------------------------------------------------------------------
     def _write_obs(self, obs: dict[str, np.ndarray]) -> int:
@@ -80,22 +98,24 @@ class ReplayBuffer:
 
     def add_first(self, obs: dict[str, np.ndarray]) -> None:
         """Start an episode with its reset observation."""
-        self._cur_start = self.count
-        self._write_obs(obs)
+        with self.lock:
+            self._cur_start = self.count
+            self._write_obs(obs)
 
     def add(self, action: np.ndarray, reward: float, next_obs: dict[str, np.ndarray], terminated: bool,
             truncated: bool) -> None:
         """Record a step taken from the last added observation and the observation it led to."""
         if self.count == 0:
             raise RuntimeError("add_first(obs) must start an episode before add()")
-        row = (self.count - 1) % self.capacity
-        self.action[row] = action
-        self.reward[row] = reward
-        self.terminated[row] = terminated
-        self.truncated[row] = truncated
-        self.has_action[row] = True
-        self.steps_added += 1
-        self._write_obs(next_obs)
+        with self.lock:
+            row = (self.count - 1) % self.capacity
+            self.action[row] = action
+            self.reward[row] = reward
+            self.terminated[row] = terminated
+            self.truncated[row] = truncated
+            self.has_action[row] = True
+            self.steps_added += 1
+            self._write_obs(next_obs)
 
     def __len__(self) -> int:
         return min(self.count, self.capacity)
@@ -106,16 +126,28 @@ class ReplayBuffer:
         return int(self.has_action[: len(self)].sum())
 
     # -- sampling -------------------------------------------------------------------------------
-    def _gather_obs(self, abs_idx: np.ndarray) -> dict[str, torch.Tensor]:
-        oldest = max(0, self.count - self.capacity)
-        out = {}
-        for key, store in self.obs.items():
-            rows = abs_idx % self.capacity
-            if key == "pixels":
-                first = np.maximum(self.ep_start[rows], oldest)
-                out[key] = torch.from_numpy(gather_stacks(store, abs_idx, first, self.frame_stack, self.capacity))
-            else:
-                out[key] = torch.from_numpy(store[rows])
+    def _out_arrays(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Preallocated output arrays for a batch of ``batch_size``: per observation key (2, B, ...)
+        (``obs`` then ``next_obs``) and ``action`` (B, A), reused while no tensor of the previous batch
+        is alive (fresh multi-megabyte arrays cost page faults that take longer than the copy);
+        pinned memory with ``pin_memory``."""
+        out = self._out
+        if (out is not None and len(out["action"]) == batch_size
+                and _refcounts(self._out_owners) == self._out_free_refs):  # no batch tensor holds them: reuse
+            return out
+        shapes = {**{k: (2, batch_size, *self._sample_shapes[k]) for k in self.obs},
+                  "action": (batch_size, self.action.shape[1])}
+        dtypes = {**{k: v.dtype for k, v in self.obs.items()}, "action": self.action.dtype}
+        if self.pin_memory:
+            out = {k: torch.empty(shape, dtype=getattr(torch, dtypes[k].name), pin_memory=True).numpy()
+                   for k, shape in shapes.items()}
+        else:
+            out = {k: np.empty(shape, dtypes[k]) for k, shape in shapes.items()}
+        self._out = out
+        # what views of the arrays refer to (the array, or the tensor memory it wraps), and their
+        # reference counts while no view exists
+        self._out_owners = [a if a.base is None else a.base for a in out.values()]
+        self._out_free_refs = _refcounts(self._out_owners)
         return out
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
@@ -131,27 +163,49 @@ class ReplayBuffer:
         return idx
 
     def get(self, idx: np.ndarray) -> dict[str, Any]:
-        """n-step transitions starting at absolute slots ``idx`` (int64 (B,)); see the class doc."""
+        """n-step transitions starting at absolute slots ``idx`` (int64 (B,)); see the class doc.
+
+        The observations and actions are written into arrays the buffer reuses once every tensor of
+        a batch is gone, so a batch that is kept stays as it was. Each observation key is one
+        :func:`numpy.take` of precomputed rows, ``obs`` and ``next_obs`` together (pixel stacks:
+        ``frame_stack`` rows per sample, the episode's first frame repeated before its start, as
+        :func:`polytask.data.buffer.gather_stacks` builds them).
+        """
+        cap, batch_size = self.capacity, len(idx)
         steps = idx[:, None] + np.arange(self.nstep)[None]  # (B, n)
-        rows = steps % self.capacity
+        rows = steps % cap
         # a step counts while it is stored (the newest observation carries no action yet; rows past
         # it hold overwritten data) and no earlier step in the window ended the episode
         valid = (steps < self.count) & self.has_action[rows]
-        ended = self.terminated[rows] | self.truncated[rows]
-        before_end = np.cumprod(np.concatenate([np.ones((len(idx), 1), bool), ~ended[:, :-1]], 1), 1).astype(bool)
-        alive = np.cumprod(valid & before_end, 1).astype(bool)
+        terminated = self.terminated[rows]
+        ended = terminated | self.truncated[rows]
+        before_end = np.ones_like(ended)
+        before_end[:, 1:] = np.logical_and.accumulate(~ended[:, :-1], 1)
+        alive = np.logical_and.accumulate(valid & before_end, 1)
         m = alive.sum(1)
-        gammas = self.discount ** np.arange(self.nstep)
-        reward = (self.reward[rows] * gammas * alive).sum(1).astype(np.float32)
-        terminated = (self.terminated[rows] & alive).any(1)
-        discount = np.where(terminated, 0.0, self.discount ** m).astype(np.float32)
-        return {"obs": self._gather_obs(idx), "action": torch.from_numpy(self.action[idx % self.capacity]),
+        reward = (self.reward[rows] * self._gammas * alive).sum(1).astype(np.float32)
+        discount = np.where((terminated & alive).any(1), 0.0, self._gammas_m[m]).astype(np.float32)
+        out = self._out_arrays(batch_size)
+        starts = np.concatenate([idx, idx + m])  # obs_t then obs_{t+m}
+        start_rows = starts % cap
+        for key, store in self.obs.items():
+            if key == "pixels":
+                first = np.maximum(self.ep_start[start_rows], max(0, self.count - cap))
+                hist = np.maximum(starts[:, None] + self._stack_offsets, first[:, None]) % cap  # (2B, k)
+                np.take(store, hist.ravel(), axis=0, out=out[key].reshape(-1, *store.shape[1:]), mode="clip")
+            else:
+                np.take(store, start_rows, axis=0, out=out[key].reshape(-1, *store.shape[1:]), mode="clip")
+        np.take(self.action, start_rows[:batch_size], axis=0, out=out["action"], mode="clip")
+        return {"obs": {k: torch.from_numpy(out[k][0]) for k in self.obs},
+                "action": torch.from_numpy(out["action"]),
                 "reward": torch.from_numpy(reward), "discount": torch.from_numpy(discount),
-                "next_obs": self._gather_obs(idx + m)}
+                "next_obs": {k: torch.from_numpy(out[k][1]) for k in self.obs}}
 
     def sample(self, batch_size: int) -> dict[str, Any]:
-        """A uniformly sampled batch of n-step transitions (see :meth:`get`)."""
-        return self.get(self.sample_indices(batch_size))
+        """A uniformly sampled batch of n-step transitions (see :meth:`get`); safe to call from another
+        thread while this one adds steps (:class:`polytask.data.prefetch.PrefetchSampler`)."""
+        with self.lock:
+            return self.get(self.sample_indices(batch_size))
 
     # -- persistence ----------------------------------------------------------------------------
     def _rows(self, start: int, end: int) -> slice | np.ndarray:

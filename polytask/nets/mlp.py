@@ -130,11 +130,17 @@ class Critic(nn.Module):
         return self.q1(x), self.q2(x)
 
 
+def compile_modules(*modules: nn.Module) -> None:
+    """Compile each module's forward pass with ``torch.compile`` in place (:meth:`nn.Module.compile`:
+    parameters and ``state_dict`` keys stay the same, unlike wrapping in ``torch.compile(module)``)."""
+    for module in modules:
+        module.compile()
+
+
 def soft_update(net: nn.Module, target: nn.Module, tau: float) -> None:
-    """Polyak averaging: target ← τ·net + (1−τ)·target."""
+    """Polyak averaging: target ← τ·net + (1−τ)·target (one multi-tensor ``lerp_`` over all parameters)."""
     with torch.no_grad():
-        for p, tp in zip(net.parameters(), target.parameters()):
-            tp.lerp_(p, tau)
+        torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
 
 
 def clipped_noise_sample(mean: torch.Tensor, std: float, clip: float | None, eps: float = 1e-6) -> torch.Tensor:

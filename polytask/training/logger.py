@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from polytask.errors import PolyTaskError
+from polytask.utils import Metric, metric_floats
 
 log = logging.getLogger("polytask")
 
@@ -127,6 +128,11 @@ class MetricWindow:
     totals and counters (``cumulative``: the trainer's ``cumulative_metrics``, e.g. ``frames``,
     ``seconds_*``) keep their last value instead.
 
+    Metrics may be 0-d tensors (agents' updates return them so): they are summed where they are (on
+    the GPU, without a host sync) and moved to the host only by :meth:`pop` and :meth:`nonfinite`. A
+    NaN or infinite value of any step makes its metric's sum non-finite, so :meth:`nonfinite` at a
+    log or before a checkpoint sees every bad step of the window.
+
     Args:
         cumulative: :mod:`fnmatch` patterns of the metric names that are running totals or counters.
     """
@@ -134,23 +140,28 @@ class MetricWindow:
     def __init__(self, cumulative: Iterable[str] = ()):
         self.cumulative = tuple(cumulative)
         self._is_cumulative: dict[str, bool] = {}  # by metric name, matched once
-        self._sums: dict[str, float] = {}  # the last value for cumulative metrics
+        self._sums: dict[str, Metric] = {}  # the last value for cumulative metrics
         self._counts: dict[str, int] = {}
 
-    def add(self, metrics: dict[str, float]) -> None:
-        """Add one step's metrics."""
+    def add(self, metrics: dict[str, Metric]) -> None:
+        """Add one step's metrics (numbers or 0-d tensors)."""
         for k, v in metrics.items():
             if k not in self._is_cumulative:
                 self._is_cumulative[k] = any(fnmatch.fnmatchcase(k, p) for p in self.cumulative)
             if self._is_cumulative[k]:
                 self._sums[k], self._counts[k] = v, 1
             else:
-                self._sums[k] = self._sums.get(k, 0.0) + v
+                self._sums[k] = v + self._sums[k] if k in self._sums else v
                 self._counts[k] = self._counts.get(k, 0) + 1
 
     def pop(self) -> dict[str, float]:
-        """The window's row (means, and last values of cumulative metrics), in the order the
-        metrics first appeared; starts a new window."""
-        row = {k: s / self._counts[k] for k, s in self._sums.items()}
+        """The window's row (means, and last values of cumulative metrics, as floats), in the order
+        the metrics first appeared; starts a new window."""
+        row = {k: s / self._counts[k] for k, s in metric_floats(self._sums).items()}
         self._sums, self._counts = {}, {}
         return row
+
+    def nonfinite(self) -> dict[str, float]:
+        """The metrics of the window whose sum (or last value) is NaN or infinite: some step since
+        the last :meth:`pop` reported a non-finite value. Empty if all are finite."""
+        return {k: v for k, v in metric_floats(self._sums).items() if not math.isfinite(v)}

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from omegaconf import DictConfig
 
 from polytask.agents.base import Agent
+from polytask.data.prefetch import PrefetchSampler
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir
@@ -110,6 +112,9 @@ class OnlineTrainer(Trainer):
         self._store_at_end = bool(agent.rewards_at_episode_end) or self.num_envs > 1
         self.episode = 0  # episodes ended, all envs
         self.env_episodes = [0] * self.num_envs  # episodes ended per env (their reset seeds)
+        # replay_prefetch: batches sampled one update ahead in a background thread (see PrefetchSampler)
+        self._sample = (PrefetchSampler(replay, self._batch_size, getattr(agent, "device", "cpu")).sample
+                        if cfg.get("replay_prefetch", False) else lambda: self.replay.sample(self._batch_size))
         self.frames = 0  # env steps × action repeat (a skill-space step runs several env steps)
         self.seconds = {"act": 0.0, "env": 0.0, "update": 0.0, "reward": 0.0}  # time spent in this process
         self._obs: dict[str, np.ndarray] | None = None  # the envs' current observations, (N, ...) per key
@@ -141,9 +146,10 @@ class OnlineTrainer(Trainer):
         env.action_space.seed(int(cfg.seed))
         obs_shapes = {k: tuple(s.shape) for k, s in env.observation_space.spaces.items()}
         obs_shapes.update(agent.extra_obs_shapes)
+        device = torch.device(getattr(agent, "device", "cpu"))
         replay = ReplayBuffer(int(cfg.replay_capacity), obs_shapes, int(env.action_space.shape[0]),
                               frame_stack=frame_stack_of(cfg), nstep=int(cfg.nstep), discount=float(cfg.discount),
-                              seed=int(cfg.seed))
+                              seed=int(cfg.seed), pin_memory=bool(cfg.get("replay_prefetch")) and device.type == "cuda")
         evaluator = make_evaluator(cfg, agent.wrap_env, env if on_train_env else None)
         wrap = agent.wrap_env if type(agent).wrap_env is not Agent.wrap_env else None
         return cls(cfg, run_dir, agent, evaluator, make_train_envs(cfg, tasks[0], wrap, env, num_envs), replay)
@@ -266,7 +272,7 @@ class OnlineTrainer(Trainer):
             t0 = time.perf_counter()
             for t in due:
                 for _ in range(self._updates_per_step):
-                    metrics.update(self.agent.update(self.replay.sample(self._batch_size), t))
+                    metrics.update(self.agent.update(self._sample(), t))
             self.seconds["update"] += time.perf_counter() - t0
         metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
         return metrics

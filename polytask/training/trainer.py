@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -21,7 +22,7 @@ from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_c
 from polytask.training.evaluator import Evaluator, results_table
 from polytask.training.logger import Logger, MetricWindow
 from polytask.training.weights import weights_path
-from polytask.utils import atomic_torch_save, rng_state, set_rng_state
+from polytask.utils import Metric, atomic_torch_save, rng_state, set_rng_state
 
 log = logging.getLogger("polytask")
 
@@ -59,8 +60,9 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
 
     # -- hooks for subclasses -------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        """One training step; returns metrics to log."""
+    def train_step(self) -> dict[str, Metric]:
+        """One training step; returns metrics to log: numbers, or 0-d tensors (agents' update metrics,
+        converted and checked for NaN/inf when they are logged, see :class:`MetricWindow`)."""
         raise NotImplementedError
 
     def extra_state(self) -> dict[str, Any]:
@@ -132,7 +134,8 @@ class Trainer:
         """Train to ``cfg.num_train_steps``; returns the final evaluation metrics.
 
         Raises:
-            NonFiniteLossError: when a metric becomes NaN/inf (nothing is saved for that step).
+            NonFiniteLossError: when a metric becomes NaN/inf: found at the next log, evaluation or
+                checkpoint, whichever comes first; nothing is evaluated or saved after it.
         """
         self.resume()
         total = int(self.cfg.num_train_steps)
@@ -175,30 +178,45 @@ class Trainer:
                 metrics = self.train_step()
                 busy += time.perf_counter() - t0
                 window.add(metrics)
-                bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+                # numbers are checked at once; tensors (agents' update metrics) once per log and
+                # before anything is evaluated or saved, without a host sync per update
+                bad = {k: v for k, v in metrics.items() if not torch.is_tensor(v) and not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(self.diverged_message(f"{bad}"))
                 before, self.step = self.step, self.step + self.steps_per_train_step
                 bar.update(self.steps_per_train_step)
-                if _reached(before, self.step, cfg.log_every_steps):
+                final = self.step >= total
+                log = _reached(before, self.step, cfg.log_every_steps)
+                evaluate = _reached(before, self.step, cfg.eval_every_steps) or final
+                save = _reached(before, self.step, cfg.save_every_steps) or final
+                if log or evaluate or save:
+                    self._check_finite(window, s0)
+                if log:
                     row = {**window.pop(), "steps_per_s": (self.step - s0) / max(busy, 1e-9)}
                     busy, s0 = 0.0, self.step
                     logger.log("train", row, self.step, console=False)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()}, refresh=False)
-                final = self.step >= total
-                if _reached(before, self.step, cfg.eval_every_steps) or final:
+                if evaluate:
                     self.evaluate(logger, final)
-                if _reached(before, self.step, cfg.save_every_steps) or final:
+                if save:
                     save_checkpoint(self.run_dir, self.state())
 
-    def diverged_message(self, what: str) -> str:
+    def _check_finite(self, window: MetricWindow, since: int) -> None:
+        """Raise :class:`NonFiniteLossError` if a metric of the steps after ``since`` was NaN/inf."""
+        bad = window.nonfinite()
+        if bad:
+            raise NonFiniteLossError(self.diverged_message(f"{bad} (means over the window)",
+                                                           f"in steps {since + 1}..{self.step}"))
+
+    def diverged_message(self, what: str, when: str | None = None) -> str:
         """The :class:`NonFiniteLossError` message for ``what`` (the non-finite metrics or action)
-        seen in the step after ``self.step``: where the run stopped, which checkpoint is kept, what to try."""
+        seen ``when`` (default: in the step after ``self.step``): where the run stopped, which
+        checkpoint is kept, what to try."""
         latest = checkpoint_dir(self.run_dir) / "latest.pt"
         kept = (f"The last good checkpoint {latest} is kept; lower the learning rate or check the data, then re-run "
                 "the command to resume from it." if latest.exists() else
                 "No checkpoint was written yet; lower the learning rate or check the data, then re-run the command.")
-        return f"{what} at step {self.step + 1}: training stopped. {kept}"
+        return f"{what} {when or f'at step {self.step + 1}'}: training stopped. {kept}"
 
     def report(self) -> None:
         """Print the last evaluation as a per-task table and write ``results.json``."""

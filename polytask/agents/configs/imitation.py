@@ -54,6 +54,8 @@ class DrQV2Config(ActorConfig):
     stddev_schedule: str = option("linear(1.0,0.1,250000)", "exploration std: a number or linear(init,final,steps)")
     stddev_clip: float = option(0.3, "clip of the exploration noise in the updates")
     num_expl_steps: int = option(2000, "uniform random actions before this agent step")
+    compile: bool = option(False, "torch.compile the networks' forward passes (in place) at the first update; "
+                           "optimiser steps unchanged, no CUDA graphs")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,6 +23,8 @@ class SACConfig(AgentConfig):
     log_std_bounds: list[float] = option([-5.0, 2.0], "range of the actor's log σ")
     num_expl_steps: int = option(5000, "uniform random actions before this agent step")
     actor_update_after: int = option(0, "agent step from which actor and α learn (before it: critics only)")
+    compile: bool = option(False, "torch.compile the networks' forward passes (in place) at the first update; "
+                           "optimiser steps unchanged, no CUDA graphs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
