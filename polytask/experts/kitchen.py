@@ -366,15 +366,18 @@ class KitchenExpert:
         task: kitchen task name (single subtask or sequence).
         env: the env it acts in.
         waypoint_noise: uniform jitter (m) on each script's object position.
+        action_noise: std of zero-mean Gaussian noise added to the arm's actions (before clipping).
+            The demos then visit states around the script's path, and the noise being independent
+            of the state, the mean action a cloned policy fits stays the script's.
 
     Raises:
         UnknownSubtaskError: for an unknown task name.
     """
 
-    def __init__(self, task: str, env, waypoint_noise: float = 0.005):
+    def __init__(self, task: str, env, waypoint_noise: float = 0.005, action_noise: float = 0.0):
         self.env = env.unwrapped
         self.controller = KitchenController(self.env.model, self.env.data, subtasks_of(task),
-                                            waypoint_noise=waypoint_noise)
+                                            waypoint_noise=waypoint_noise, action_noise=action_noise)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """The controller's action for ``obs`` (float32 (9,), in [-1, 1])."""
