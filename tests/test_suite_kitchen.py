@@ -97,6 +97,16 @@ def test_expert_action_is_a_function_of_the_state():
     env.close()
 
 
+def test_expert_action_noise_perturbs_the_arm_only():
+    env = make("task3", "features", seed=0)
+    expert = KitchenExpert("task3", env, action_noise=0.2)
+    obs, _ = env.reset(seed=0)
+    first, second = expert.act(obs), expert.act(obs)
+    assert np.abs(first[:7] - second[:7]).max() > 0.05  # fresh noise on the arm each step
+    np.testing.assert_array_equal(first[7:], second[7:])  # the fingers' targets are not perturbed
+    env.close()
+
+
 def test_expert_holds_the_arm_still_against_gravity():
     env = make("task3", "features", seed=0, obs_noise=False)
     obs, _ = env.reset(seed=0)
