@@ -368,7 +368,7 @@ class KitchenExpert:
         waypoint_noise: uniform jitter (m) on each script's object position.
         action_noise: std of zero-mean Gaussian noise added to the arm's actions (before clipping).
             The demos then visit states around the script's path, and the noise being independent
-            of the state, the mean action a cloned policy fits stays the script's.
+            of the state, the mean action a cloned policy fits stays the script's (up to the clipping).
 
     Raises:
         UnknownSubtaskError: for an unknown task name.
