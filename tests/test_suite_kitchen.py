@@ -5,7 +5,7 @@ from gymnasium.utils.env_checker import check_env
 pytest.importorskip("gymnasium_robotics")
 
 from polytask.data.demos import load_episodes, write_dataset
-from polytask.experts.kitchen import KitchenExpert, play_episodes
+from polytask.experts.kitchen import KitchenController, KitchenExpert, play_episodes
 from polytask.suites.kitchen import (
     POLYTASK6,
     SUBTASKS,
@@ -77,6 +77,44 @@ def test_expert_completes_two_subtasks_in_sequence():
         ret += reward
     assert info["success"] == 1.0 and terminated and ret == 2.0
     assert info["completed"] == ["light switch", "slide cabinet"]
+    env.close()
+
+
+def test_expert_action_is_a_function_of_the_state():
+    # No hidden integrated command: asked twice in the same state (same waypoint), the expert answers
+    # the same, so a policy cloned from its demos can reproduce it.
+    env = make("task6", "features", seed=0)
+    expert = KitchenExpert("task6", env)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(expert.act(obs))
+    controller = expert.controller
+    phase = (controller.index, controller._k)
+    first, second = expert.act(obs), expert.act(obs)
+    assert (controller.index, controller._k) == phase  # still on the same waypoint
+    assert np.abs(first).max() > 0.05  # moving, so an integrated command would have changed
+    np.testing.assert_array_equal(first, second)
+    env.close()
+
+
+def test_expert_action_noise_perturbs_the_arm_only():
+    env = make("task3", "features", seed=0)
+    expert = KitchenExpert("task3", env, action_noise=0.2)
+    obs, _ = env.reset(seed=0)
+    first, second = expert.act(obs), expert.act(obs)
+    assert np.abs(first[:7] - second[:7]).max() > 0.05  # fresh noise on the arm each step
+    np.testing.assert_array_equal(first[7:], second[7:])  # the fingers' targets are not perturbed
+    env.close()
+
+
+def test_expert_holds_the_arm_still_against_gravity():
+    env = make("task3", "features", seed=0, obs_noise=False)
+    obs, _ = env.reset(seed=0)
+    controller = KitchenController(env.unwrapped.model, env.unwrapped.data, [])  # nothing to do: hold
+    start = controller.scene.hand[0]
+    for _ in range(30):
+        obs, *_ = env.step(controller.act(obs["state"][:9].astype(np.float64)))
+    assert np.linalg.norm(controller.scene.hand[0] - start) < 0.005  # m (it sagged 0.2 m without compensation)
     env.close()
 
 

@@ -7,8 +7,12 @@ scripts chain in any order from wherever the previous one left the arm, and a sc
 once its subtask is done with a margin. The gripper points along +y (into the kitchen) with its
 fingers spread along x, turned to square up with a door, or pointing down to push the kettle.
 Actions follow the env's controller: the position target is the observed joint position plus
-``2 · a · 0.08``, so ``a = clip(Δq / 0.16, -1, 1)`` for the commanded joint position (which
-integrates the IK steps); the fingers get the same law toward their target position.
+``2 · a · 0.08``, so ``a = clip(Δq / 0.16, -1, 1)`` for the servo target that moves the arm by one
+IK step over the next env step, found from the current state alone (quasi-static inverse dynamics
+of the position servos: gravity and joint damping, see :meth:`KitchenController._arm_target`). The
+action is thus a function of the current state and the script's phase, with no hidden integrated
+command, so that behaviour cloning can reproduce it. The fingers get the same law toward their
+target position.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ OPEN, CLOSE = 0.04, 0.0
 class Waypoint:
     """A target pose of the end-effector site: ``pos`` (3,) m, ``rot`` 3×3, ``grip`` finger position
     (m, 0 closed .. 0.04 open); reached within ``tol`` m and 0.1 rad, then held ``hold`` more
-    steps; given up after ``max_steps``; approached at up to ``speed`` m per step, the joint command
-    leading the measured joints by at most ``lead`` rad (more pushes harder, less overshoots less)."""
+    steps; given up after ``max_steps``; approached at up to ``speed`` m per step, the servo
+    target leading the joints (beyond gravity compensation) by at most ``lead`` rad (more pushes
+    harder against contacts, less overshoots less)."""
 
     pos: np.ndarray
     rot: np.ndarray
@@ -260,12 +265,14 @@ class KitchenController:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.waypoint_noise, self.action_noise = waypoint_noise, action_noise
         self.dofs = np.arange(7)
+        # the arm's position servos: gains kp (N·m/rad) and joint damping (N·m·s/rad)
+        self._kp = model.actuator_gainprm[:7, 0].copy()
+        self._damping = model.dof_damping[:7].copy()
         self.reset()
 
     def reset(self) -> None:
         """Start from the first subtask (call after the env resets)."""
         self.index = -1
-        self._q_cmd: np.ndarray | None = None
         self._plan: list[Waypoint] = []
         self._next_subtask()
 
@@ -308,31 +315,33 @@ class KitchenController:
             if self._k >= len(self._plan):
                 self._next_subtask()
 
+    def _arm_target(self, dq: np.ndarray, lead: float = 0.15) -> np.ndarray:
+        """Position-servo target (7,) that moves the arm by ``dq`` (rad) over the next step.
+
+        Quasi-static inverse dynamics of the env's position servos (force ``kp · (target − q)``
+        against joint damping ``d`` at velocity ``dq / DT`` and the bias forces ``qfrc_bias``,
+        gravity mostly): ``target = q + clip(d · dq / (DT · kp), ±lead) + qfrc_bias / kp``. It
+        depends on the current state only, so the demos' actions are a function of the observation
+        (there is no integrated command: a policy cloned from them can reproduce them)."""
+        data = self.scene.data
+        feed = np.clip(self._damping * dq / (DT * self._kp), -lead, lead)
+        return data.qpos[:7] + feed + data.qfrc_bias[:7] / self._kp
+
     def act(self, qpos_obs: np.ndarray) -> np.ndarray:
         """Action float32 (9,) in [-1, 1] for the current simulator state; ``qpos_obs`` (9,) is the
         robot joint position the env observed (its controller adds the action to it)."""
         wp = self._waypoint()
-        model, data = self.scene.model, self.scene.data
-        if wp is None:  # every script ran: hold still
-            self._q_cmd = data.qpos[:7].copy()
-            action = np.zeros(9)
-            action[:7] = (self._q_cmd - qpos_obs[:7]) / (ACTION_SCALE * DT)
-            action[7:] = (OPEN - qpos_obs[7:9]) / (ACTION_SCALE * DT)
-            return np.clip(action, -1.0, 1.0).astype(np.float32)
+        action = np.empty(9)
+        if wp is None:  # every script ran: hold still, fingers open
+            action[:7] = self._arm_target(np.zeros(7)) - qpos_obs[:7]
+            action[7:] = OPEN - qpos_obs[7:9]
+            return np.clip(action / (ACTION_SCALE * DT), -1.0, 1.0).astype(np.float32)
         done = False
         if wp.track is not None:
             wp.pos, wp.rot, done = wp.track(self.scene)
-        dq, dist, ang = dls_step(model, data, self.scene.ee, wp.pos, wp.rot, self.dofs, max_lin=wp.speed,
-                                 rest=REST_POSTURE)
-        # The commanded posture integrates the IK steps (so gravity sag and contact are worked off),
-        # kept within the waypoint's ``lead`` of the measured one (anti-windup).
-        q = data.qpos[:7]
-        if self._q_cmd is None:
-            self._q_cmd = q.copy()
-        self._q_cmd = np.clip(self._q_cmd + dq, q - wp.lead, q + wp.lead)
-        target = self._q_cmd
-        action = np.empty(9)
-        action[:7] = (target - qpos_obs[:7]) / (ACTION_SCALE * DT)
+        dq, dist, ang = dls_step(self.scene.model, self.scene.data, self.scene.ee, wp.pos, wp.rot, self.dofs,
+                                 max_lin=wp.speed, rest=REST_POSTURE)
+        action[:7] = (self._arm_target(dq, wp.lead) - qpos_obs[:7]) / (ACTION_SCALE * DT)
         if self.action_noise:
             action[:7] += self.rng.normal(0.0, self.action_noise, 7)
         action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
@@ -357,15 +366,18 @@ class KitchenExpert:
         task: kitchen task name (single subtask or sequence).
         env: the env it acts in.
         waypoint_noise: uniform jitter (m) on each script's object position.
+        action_noise: std of zero-mean Gaussian noise added to the arm's actions (before clipping).
+            The demos then visit states around the script's path, and the noise being independent
+            of the state, the mean action a cloned policy fits stays the script's (up to the clipping).
 
     Raises:
         UnknownSubtaskError: for an unknown task name.
     """
 
-    def __init__(self, task: str, env, waypoint_noise: float = 0.005):
+    def __init__(self, task: str, env, waypoint_noise: float = 0.005, action_noise: float = 0.0):
         self.env = env.unwrapped
         self.controller = KitchenController(self.env.model, self.env.data, subtasks_of(task),
-                                            waypoint_noise=waypoint_noise)
+                                            waypoint_noise=waypoint_noise, action_noise=action_noise)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """The controller's action for ``obs`` (float32 (9,), in [-1, 1])."""
