@@ -45,9 +45,11 @@ def collect_command(cfg: DictConfig, task: str, num: int) -> str:
 
 
 @contextlib.contextmanager
-def expert_in_env(cfg: DictConfig, task: str, hint: str) -> Iterator[tuple]:
+def expert_in_env(cfg: DictConfig, task: str, hint: str, clean: bool = False) -> Iterator[tuple]:
     """The env that records ``task`` (one frame per step) and the suite's expert acting in it;
-    both are closed on exit (the expert when it has a ``close()``).
+    both are closed on exit (the expert when it has a ``close()``). ``clean``: an expert configured
+    with ``action_noise`` (the kitchen's, for demos that visit states around its path) acts without
+    it, for labels that are its own actions.
 
     Raises:
         DatasetError: if the suite has no expert (the message ends with ``hint``).
@@ -57,7 +59,8 @@ def expert_in_env(cfg: DictConfig, task: str, hint: str) -> Iterator[tuple]:
     env = make_env(cfg.suite, task, cfg.obs_type, frame_stack=1)
     expert = None
     try:
-        expert = instantiate(cfg.suite.expert, task=task, env=env)
+        clean_kwargs = {"action_noise": 0.0} if clean and "action_noise" in cfg.suite.expert else {}
+        expert = instantiate(cfg.suite.expert, task=task, env=env, **clean_kwargs)
         yield env, expert
     finally:
         if hasattr(expert, "close"):  # experts with a worker process (ManiSkill's motion planner)
@@ -138,14 +141,14 @@ def relabel_path(cfg: DictConfig, task: str) -> Path:
 def relabel_task(cfg: DictConfig, task: str) -> Path:
     """Relabelled data of ``task`` for distillation: ``cfg.relabel.episodes_per_task`` rollouts of the
     suite's expert with action noise ``cfg.relabel.noise``, each visited observation labelled with
-    the expert's action, written as a Minari dataset with its provenance.
+    the expert's own (noise-free) action, written as a Minari dataset with its provenance.
 
     Raises:
         DatasetError: if the suite has no expert; ExpertWeightsError if a trained expert is missing.
     """
     rng = np.random.default_rng(int(cfg.seed))
     start = time.perf_counter()
-    with expert_in_env(cfg, task, "relabelled data needs one") as (env, expert):
+    with expert_in_env(cfg, task, "relabelled data needs one", clean=True) as (env, expert):
         n, noise = int(cfg.relabel.episodes_per_task), float(cfg.relabel.noise)
         episodes = [relabel_rollout(env, expert.act, noise, DEMO_SEED_BASE + i, rng) for i in range(n)]
         meta = {"suite": cfg.suite.name, "task": task, "obs_type": cfg.obs_type, "expert": cfg.suite.expert._target_,
