@@ -10,15 +10,13 @@ task from 20 steps, one collective actor on [task embedding, state], and student
 when they are missing, says which command makes them (docs/collective.md).
 """
 
-import hydra
-
-from polytask.cli import run_entry
+from polytask.cli import hydra_main, run_entry
 
 
-@hydra.main(config_path="cfgs", config_name="config_collective", version_base="1.3")
+@hydra_main("config_collective")
 def main(cfg):
     from polytask.training.build import run_dir_for
-    from polytask.training.collective import run_mode
+    from polytask.training.collective_modes import run_mode
 
     run_entry(lambda c: run_mode(c, run_dir_for(c)), cfg)
 

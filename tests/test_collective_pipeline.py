@@ -36,7 +36,7 @@ def compose(*overrides: str):
 
 def run(tmp_path, mode: str, *overrides: str):
     """``mode`` run in-process on the two tasks with :data:`TINY` settings under ``tmp_path``."""
-    from polytask.training.collective import run_mode
+    from polytask.training.collective_modes import run_mode
 
     cfg = compose(f"mode={mode}", TASKS, f"data_dir={tmp_path / 'data'}", *TINY, *overrides)
     return run_mode(cfg, tmp_path / "runs" / mode)

@@ -4,7 +4,6 @@ episode so far (:class:`TrajectoryEmbedding`), through which the collective and 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -73,29 +72,6 @@ class Collective:
             raise ConfigError("this collective holds no actor yet: run mode=distill_collective first")
         with torch.no_grad():
             return self.actor(embedding.to(self.device), state.to(self.device))
-
-
-def read_collective(path: str | Path, device: torch.device | str = "cpu", how_to_make: str = "") -> Collective:
-    """The :class:`Collective` of a weights file written by ``mode=train_transformer`` (transformer
-    only) or ``mode=distill_collective`` (both), read as tensors and plain data only.
-
-    Raises:
-        ConfigError: if the file is missing (the message gives ``how_to_make``), unreadable or not a
-            collective's file.
-    """
-    from polytask.training.checkpoint import CheckpointError, load_checkpoint
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"No collective weights at {path}. Make them with:\n  {how_to_make}")
-    try:
-        saved = load_checkpoint(path)
-    except CheckpointError as e:
-        raise ConfigError(str(e)) from e
-    if "collective" not in saved:
-        raise ConfigError(f"{path} is not a collective's weights file (no 'collective' entry); make it with:\n"
-                          f"  {how_to_make}")
-    return Collective(saved["collective"], device)
 
 
 class TrajectoryEmbedding(gym.Wrapper):

@@ -1,4 +1,4 @@
-"""Franka Kitchen suite (DESIGN §4, §8): gymnasium-robotics ``FrankaKitchen-v1`` with PolyTask's tasks.
+"""Franka Kitchen suite: gymnasium-robotics ``FrankaKitchen-v1`` with PolyTask's tasks.
 
 Tasks are one subtask or a sequence of them. PolyTask's single-subtask names ``task1`` .. ``task7``
 are bottom burner, top burner, light switch, slide cabinet, hinge cabinet, microwave and kettle; the

@@ -17,25 +17,24 @@ the next mode finds them (a missing one fails with the command that makes it):
 ``<source>`` is :func:`polytask.collective.data.source_tag` (teacher, random-action probability);
 ``<tasks>`` the tag of the collective's task list (``collective.tasks``, :func:`polytask.config.tasks_tag`).
 Runs go under ``exp_local/collective/<mode>/<tasks>/.../seed<s>/``. The transformer, the actor and
-evaluation are in :mod:`polytask.training.collective_fit`.
+evaluation are in :mod:`polytask.training.collective_fit`; the modes that run a trainer (workers,
+students) and the dispatch of ``mode=`` in :mod:`polytask.training.collective_modes`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from polytask.collective.data import (
     Teacher,
     actor_teacher,
-    check_collective_options,
     collective_dataset_id,
     collective_dataset_path,
     command,
@@ -44,15 +43,16 @@ from polytask.collective.data import (
     scripted_teacher,
     source_tag,
 )
+from polytask.collective.policy import Collective
 from polytask.config import tasks_tag
 from polytask.data.collect import is_success
 from polytask.data.demos import Episode, read_metadata, write_dataset
 from polytask.errors import ConfigError
 from polytask.suites import make_env
+from polytask.training.checkpoint import CheckpointError, load_checkpoint
 from polytask.training.logger import Logger
 from polytask.training.run import tasks_of
 from polytask.training.weights import find_weights, load_policy
-from polytask.utils import set_seed
 
 log = logging.getLogger("polytask")
 
@@ -84,8 +84,6 @@ def collective_state(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: if it is missing (with the ``distill_collective`` command), unreadable, or holds
             a transformer only.
     """
-    from polytask.collective.policy import read_collective
-
     path = Path(cfg.collective.weights) if cfg.collective.get("weights") else collective_file(cfg)
     how = command(cfg, "distill_collective", collective_tasks(cfg))
     collective = read_collective(path, how_to_make=how)
@@ -163,32 +161,6 @@ def record(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             env.close()
         results[f"{task}/teacher_success"] = read_metadata(path)["polytask"]["teacher_success"]
     return results
-
-
-def train_worker(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """``mode=train_worker``: SAC on one task from the env reward (a resumable online run), then its
-    policy's labelled episodes as the task's dataset (source ``sac``). Returns the final evaluation.
-
-    Raises:
-        ConfigError: for more than one task (the message gives the multirun command), or a teacher
-            other than ``sac``.
-    """
-    from polytask.training.build import build_trainer
-
-    tasks = tasks_of(cfg)
-    if len(tasks) != 1:
-        raise ConfigError("mode=train_worker trains one SAC worker per task; run one job per task (in parallel "
-                          "with hydra/launcher=local or slurm):\n  " + command(cfg, "train_worker", tasks, True))
-    if cfg.collective.teacher != "sac":
-        raise ConfigError("mode=train_worker records a SAC worker's data: leave collective.teacher=sac")
-    trainer = build_trainer(cfg, run_dir)
-    metrics = trainer.run()
-    env = task_env(cfg, tasks[0])
-    try:
-        record_task(cfg, tasks[0], env, actor_teacher(trainer.agent.actor, trainer.agent.device))
-    finally:
-        env.close()
-    return metrics
 
 
 # -- online distillation ----------------------------------------------------------------------------------
@@ -271,52 +243,22 @@ def online_distill(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     return results
 
 
-# -- students -----------------------------------------------------------------------------------------------
-def train_student(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """``mode=train_student`` / ``finetune_student``: the run's agent (a SAC student with the collective
-    as run input) on one task, a resumable online run. Returns the final evaluation.
+def read_collective(path: str | Path, device: torch.device | str = "cpu", how_to_make: str = "") -> Collective:
+    """The :class:`Collective` of a weights file written by ``mode=train_transformer`` (transformer
+    only) or ``mode=distill_collective`` (both), read as tensors and plain data only.
 
     Raises:
-        ConfigError: for more than one task (the message gives the multirun command).
+        ConfigError: if the file is missing (the message gives ``how_to_make``), unreadable or not a
+            collective's file.
     """
-    from polytask.training.build import build_trainer
-
-    tasks = tasks_of(cfg)
-    if len(tasks) != 1:
-        raise ConfigError(f"mode={cfg.mode} trains one student per task; run one job per task:\n  "
-                          + command(cfg, str(cfg.mode), tasks, multirun=True))
-    if tasks[0] in collective_tasks(cfg):
-        log.warning(f"The student's task {tasks[0]} is one of the collective's tasks {collective_tasks(cfg)}")
-    return build_trainer(cfg, run_dir).run()
-
-
-def run_mode(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """Run ``cfg.mode`` in ``run_dir`` (its config is saved there) and write its result metrics to
-    ``results.json`` (trainer modes write their own).
-
-    Raises:
-        ConfigError: for an unknown mode or bad ``collective`` options (:func:`check_collective_options`).
-    """
-    import json
-
-    from polytask.training import collective_fit
-
-    modes: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
-        "record": record, "train_worker": train_worker, "online_distill": online_distill,
-        "train_transformer": collective_fit.train_transformer_mode, "distill_collective": collective_fit.distill,
-        "evaluate": collective_fit.evaluate, "train_student": train_student, "finetune_student": train_student}
-    if cfg.mode not in modes:
-        raise ConfigError(f"mode={cfg.mode}: use one of {', '.join(modes)}")
-    check_collective_options(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.mode not in ("train_worker", "train_student", "finetune_student"):  # trainers save their own
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    set_seed(int(cfg.seed))
-    start = time.perf_counter()
-    results = modes[str(cfg.mode)](cfg, run_dir)
-    log.info(f"mode={cfg.mode} took {time.perf_counter() - start:.1f}s")
-    if cfg.mode not in ("train_worker", "train_student", "finetune_student"):
-        (run_dir / "results.json").write_text(json.dumps(
-            {"mode": str(cfg.mode), "seconds": round(time.perf_counter() - start, 2), **results}, indent=2))
-    return results
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"No collective weights at {path}. Make them with:\n  {how_to_make}")
+    try:
+        saved = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from e
+    if "collective" not in saved:
+        raise ConfigError(f"{path} is not a collective's weights file (no 'collective' entry); make it with:\n"
+                          f"  {how_to_make}")
+    return Collective(saved["collective"], device)

@@ -16,10 +16,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.collective.data import command, episode_tuples, load_task_data, split_held_out
-from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state, read_collective
+from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
-from polytask.training.collective import collective_file, collective_tasks, make_teacher, task_env
+from polytask.training.collective import collective_file, collective_tasks, make_teacher, read_collective, task_env
 from polytask.training.evaluator import Evaluator, results_table
 from polytask.training.logger import Logger
 from polytask.training.run import tasks_of

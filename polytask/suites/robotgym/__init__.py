@@ -1,4 +1,4 @@
-"""Robot gym suite (DESIGN §4, §8): PolyTask's real-robot tasks on an xArm with a RealSense camera,
+"""Robot gym suite: PolyTask's real-robot tasks on an xArm with a RealSense camera,
 or on a simulated stand-in in MuJoCo that runs the same code path (``backend="sim"``, the default).
 
 Tasks (:data:`TASKS`): ``reach``, ``boxopen``, ``drawerclose``, ``insertpeg_green``,

@@ -1,7 +1,7 @@
 """The real arm: a UFACTORY xArm through the official ``xarm-python-sdk`` and an Intel RealSense
 camera through ``pyrealsense2`` (both in the ``robot`` extra, imported only here).
 
-Safety is part of the interface (DESIGN §8): at connect the controller's workspace fence
+Safety is part of the interface: at connect the controller's workspace fence
 (``set_reduced_tcp_boundary`` + ``set_fence_mode``) and reduced TCP speed
 (``set_reduced_max_tcp_speed`` + ``set_reduced_mode``) are set from the task before anything moves;
 every target is also clipped in software (:class:`~polytask.suites.robotgym.env.RobotGymEnv`); a
