@@ -46,18 +46,8 @@ from polytask.nets.mlp import mlp, orthogonal_init, soft_update
 from polytask.nets.skills import gaussian_kl, gaussian_nll, rsample
 from polytask.suites.skills import HybridSkillWrapper
 
+
 #: the sizes an EXTRACT skill model's spec carries besides its weights (``model``)
-EXTRACT_SIZES = ("num_skills", "z_dim", "z_bound", "hidden_dim", "hidden_depth")
-
-
-def extract_spec(saved: dict[str, Any]) -> dict[str, Any]:
-    """An exported ``extract_skill`` weights file's contents (:func:`polytask.training.weights.read_weights`)
-    as the agent input ``extract_model``: ``{"model": state dict, num_skills, z_dim, z_bound, hidden_dim,
-    hidden_depth}``."""
-    sizes = saved["config"]["agent"]
-    return {"model": saved["agent"]["model"], **{k: sizes[k] for k in EXTRACT_SIZES}}
-
-
 class SkillCritic(nn.Module):
     """Twin critics with one Q head per skill on [s, tanh(u)].
 
@@ -93,8 +83,9 @@ class ExtractSACAgent(SACAgent):
     Args:
         obs_shapes, obs_type, device: as :class:`SACAgent` (features only).
         action_dim: A of the env the skills act in.
-        extract_model: the frozen skill model (:func:`extract_spec` of an exported ``extract_skill``
-            file, the run input ``extract_model``): normaliser, decoder, priors and their sizes.
+        extract_model: the frozen skill model (the run input ``extract_model``:
+            :func:`polytask.training.skill_inputs.extract_spec` of an exported ``extract_skill`` file):
+            normaliser, decoder, priors and their sizes.
         **options: :class:`polytask.agents.configs.extract.ExtractSACConfig` (``self.cfg``): SAC's and
             the temperatures α, α_d, their target divergences, the plan's end (``progress_done``,
             ``max_skill_len``), ``argument_kl_clip`` and ``eval_mean_skill``. KL(π_z ‖ p_z) is clipped

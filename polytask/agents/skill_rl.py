@@ -48,19 +48,8 @@ from polytask.nets.mlp import mlp, soft_update
 from polytask.nets.skills import GaussianMLP, gaussian_kl, rsample
 from polytask.suites.skills import SkillWrapper
 
+
 #: the sizes a skill model's spec carries besides its weights (``model``)
-SKILL_SIZES = ("z_dim", "horizon", "hidden_dim", "hidden_depth")
-
-
-def skill_spec(saved: dict[str, Any], *parts: str) -> dict[str, Any]:
-    """A skill stage's weights as an agent input: ``{"model": ..., <parts>: ..., z_dim, horizon, hidden_dim,
-    hidden_depth}`` (tensors and ints) from the contents of an exported ``skill_prior`` or
-    ``skill_posterior`` weights file (:func:`polytask.training.weights.read_weights`)."""
-    sizes = saved["config"]["agent"]
-    return {"model": saved["agent"]["model"], **{k: saved["agent"][k] for k in parts},
-            **{k: int(sizes[k]) for k in SKILL_SIZES}}
-
-
 def temperature_steps(divs: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
                       log_temps: dict[str, torch.Tensor], targets: dict[str, float | None],
                       opts: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
@@ -99,8 +88,9 @@ class SkillSACAgent(SACAgent):
     Args:
         obs_shapes, obs_type, device: as :class:`SACAgent` (features only).
         action_dim: A of the env the skills act in.
-        skill_model: the frozen skill model (:func:`skill_spec` of an exported ``skill_prior`` file,
-            the run input ``skill_model``): decoder, prior and state normaliser; its sizes.
+        skill_model: the frozen skill model (the run input ``skill_model``:
+            :func:`polytask.training.skill_inputs.skill_spec` of an exported ``skill_prior`` file):
+            decoder, prior and state normaliser; its sizes.
         **options: :class:`polytask.agents.configs.skills.SpirlConfig` (``self.cfg``): ``target_divergence``
             δ (None: α fixed), ``bound``, ``eval_mean_skill`` and SAC's options (``init_temperature``
             = the initial α, ``num_expl_steps``: uniform random skills before that step);
@@ -251,8 +241,8 @@ class SkiLDAgent(SkillSACAgent):
     (1 − D)·KL(π ‖ p) + D·KL(π ‖ q) regulariser (see the module docstring).
 
     Args (besides :class:`SkillSACAgent`'s; the skill model comes from the posterior's file):
-        skill_posterior: :func:`skill_spec` of an exported ``skill_posterior`` file with its
-            ``posterior`` (the run input ``skill_posterior``).
+        skill_posterior: the run input ``skill_posterior``: :func:`polytask.training.skill_inputs.skill_spec`
+            of an exported ``skill_posterior`` file with its ``posterior``.
         demo_discriminator: an exported ``demo_discriminator`` file's ``{"net", "normalizer",
             "hidden_dim", "hidden_depth"}`` (the run input ``demo_discriminator``).
         **options: :class:`polytask.agents.configs.skills.SkiLDConfig` (``self.cfg``). KL(π ‖ q) is clipped

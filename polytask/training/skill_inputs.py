@@ -27,8 +27,6 @@ from typing import Any
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-from polytask.agents.extract_rl import extract_spec
-from polytask.agents.skill_rl import skill_spec
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
 from polytask.training.skills import skill_model_path
@@ -43,6 +41,29 @@ NEEDS = {"skill_prior": (), "skill_posterior": ("skill_prior",), "demo_discrimin
 FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior",
                "demo_discriminator": "demo_discriminator", "extract_skill": "extract_model"}
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
+
+
+SKILL_SIZES = ("z_dim", "horizon", "hidden_dim", "hidden_depth")
+
+
+def skill_spec(saved: dict[str, Any], *parts: str) -> dict[str, Any]:
+    """A skill stage's weights as an agent input: ``{"model": ..., <parts>: ..., z_dim, horizon, hidden_dim,
+    hidden_depth}`` (tensors and ints) from the contents of an exported ``skill_prior`` or
+    ``skill_posterior`` weights file (:func:`polytask.training.weights.read_weights`)."""
+    sizes = saved["config"]["agent"]
+    return {"model": saved["agent"]["model"], **{k: saved["agent"][k] for k in parts},
+            **{k: int(sizes[k]) for k in SKILL_SIZES}}
+
+
+EXTRACT_SIZES = ("num_skills", "z_dim", "z_bound", "hidden_dim", "hidden_depth")
+
+
+def extract_spec(saved: dict[str, Any]) -> dict[str, Any]:
+    """An exported ``extract_skill`` weights file's contents (:func:`polytask.training.weights.read_weights`)
+    as the agent input ``extract_model``: ``{"model": state dict, num_skills, z_dim, z_bound, hidden_dim,
+    hidden_depth}``."""
+    sizes = saved["config"]["agent"]
+    return {"model": saved["agent"]["model"], **{k: sizes[k] for k in EXTRACT_SIZES}}
 
 
 def stage_path(cfg: DictConfig, stage: str) -> Path:
