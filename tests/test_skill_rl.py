@@ -20,7 +20,7 @@ from polytask.agents.skills import DemoDiscriminatorAgent, SkillPosteriorAgent, 
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
-from polytask.training.skill_inputs import stage_file
+from polytask.training.skill_inputs import missing_stages, stage_file, stage_path
 from polytask.utils import atomic_torch_save
 from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, run_script
 
@@ -170,6 +170,21 @@ def _spirl_run(run, data_dir, steps):
             f"data_dir={data_dir}", f"num_train_steps={steps}", "update_after_steps=20", "batch_size=32",
             "agent.hidden_dim=32", "log_every_steps=10", "save_every_steps=20", f"eval_every_steps={steps}",
             "eval.num_episodes=2", "eval.video=off", DEVICE]
+
+
+def test_missing_stages_come_in_the_order_they_are_made(tmp_path):
+    """SkiLD asks for the posterior and the discriminator: with nothing on disk the skill model comes
+    first (the posterior trains on it); a posterior on disk needs no skill model; a named file counts."""
+    cfg = compose_cfg("agent=skild", "suite=maze", f"data_dir={tmp_path}", "num_demos_per_task=2")
+    inputs = SkiLDAgent.inputs({})
+    assert missing_stages(cfg, inputs) == ["skill_prior", "skill_posterior", "demo_discriminator"]
+    posterior = stage_path(cfg, "skill_posterior")
+    posterior.parent.mkdir(parents=True)
+    posterior.write_bytes(b"")
+    assert missing_stages(cfg, inputs) == ["demo_discriminator"]
+    named = compose_cfg("agent=skild", "suite=maze", f"data_dir={tmp_path}", f"demo_discriminator={posterior}")
+    assert missing_stages(named, inputs) == ["skill_prior", "skill_posterior"]  # 5 demos: not that posterior file
+    assert missing_stages(cfg, SkillSACAgent.inputs({})) == ["skill_prior"]
 
 
 def test_spirl_run_killed_and_resumed(tmp_path):

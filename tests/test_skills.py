@@ -21,12 +21,8 @@ from polytask.data.demos import DatasetError
 from polytask.errors import ConfigError
 from polytask.nets.skills import gaussian_kl, gaussian_nll
 from polytask.suites.skills import SkillWrapper
-from polytask.training.skills import (
-    SkillPosteriorTrainer,
-    labelled_batch,
-    load_or_make_play,
-    skill_model_path,
-)
+from polytask.training.skills import SkillPosteriorTrainer, labelled_batch, load_or_make_play
+from polytask.training.weights import skill_model_path
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 pytest.importorskip("gymnasium_robotics")

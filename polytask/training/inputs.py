@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from polytask.agents.configs import AgentConfig, make_config
 from polytask.errors import ConfigError
+from polytask.training import skill_inputs
 from polytask.training.run import load_demo_buffer, tasks_of
 from polytask.training.weights import find_weights, load_policy, read_weights, weights_path
 from polytask.utils import instantiate, resolve_device
@@ -84,20 +85,6 @@ def base_policy(cfg: DictConfig, env: gym.Env):
     return load_policy(cfg.base_policy, env, resolve_device(cfg.device), how_to_make=train_bc, task=tasks_of(cfg)[0])
 
 
-def _skill_stage_input(name: str) -> Callable[[DictConfig, gym.Env], Any]:
-    """The provider ``name`` of :mod:`polytask.training.skill_inputs` (imported when first asked for:
-    the skill stages' trainers build agents with this module)."""
-    def provide(cfg: DictConfig, env: gym.Env) -> Any:
-        from polytask.training import skill_inputs
-
-        return getattr(skill_inputs, name)(cfg, env)
-
-    provide.__name__ = provide.__qualname__ = name
-    provide.__doc__ = (f"``polytask.training.skill_inputs.{name}``: an earlier skill stage's weights (made first "
-                       "when missing).")
-    return provide
-
-
 def collective(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
     """The collective's weights (``train_collective.py mode=distill_collective``) as plain data, for its
     students: ``cfg.collective.weights`` or the file of ``cfg.collective.tasks``
@@ -113,8 +100,9 @@ DEMO_INPUTS = ("demos", "demo_episodes")
 #: every other input: name -> ``(cfg, env) -> value`` (weights files)
 PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
     "bc_state": bc_state, "base_policy": base_policy, "collective": collective,
-    **{name: _skill_stage_input(name)
-       for name in ("skill_model", "skill_posterior", "demo_discriminator", "extract_model")}}
+    # the earlier skill stages' weights (polytask.training.skill_inputs; the builder makes missing ones first)
+    "skill_model": skill_inputs.skill_model, "skill_posterior": skill_inputs.skill_posterior,
+    "demo_discriminator": skill_inputs.demo_discriminator, "extract_model": skill_inputs.extract_model}
 
 
 def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[str, Any]:

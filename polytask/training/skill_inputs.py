@@ -1,6 +1,7 @@
 """Run inputs of the skill-space RL agents (SPiRL, SkiLD, EXTRACT): the weights of the earlier skill stages,
-found by convention and, when missing, made first by running the stage (the log says so), or with
-``collect_missing_demos=false`` an error that gives the command that makes them.
+found by convention. Missing ones are made first by the run's builder, which runs the stage (the log
+says so; :func:`polytask.training.build.make_missing_stages`), or with ``collect_missing_demos=false``
+an error gives the command that makes them.
 
 Stages and where their weights are looked for (the stage's own default file, or the one file of
 that stage with other settings, :func:`polytask.training.weights.find_weights`):
@@ -12,7 +13,7 @@ that stage with other settings, :func:`polytask.training.weights.find_weights`):
   ``demo_discriminator`` (input ``demo_discriminator``, or ``demo_discriminator=<file>``):
   :func:`polytask.training.weights.weights_path` of the run's suite, task, obs_type, demo count and seed.
 
-A stage made here runs ``train.py``'s config for ``agent=<stage>`` with the run's suite node (its
+A stage made first runs ``train.py``'s config for ``agent=<stage>`` with the run's suite node (its
 task preset's env settings included), data_dir, obs_type, seed, demo count and device, plus the
 run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_steps=5000``), in
 ``<run dir>/stages/<stage>``; its weights go where they are looked for.
@@ -29,17 +30,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
-from polytask.training.skills import skill_model_path
-from polytask.training.weights import find_weights, read_weights, weights_path
-from polytask.utils import rng_state, set_rng_state
+from polytask.training.weights import find_weights, read_weights, skill_model_path, weights_path
 
 log = logging.getLogger("polytask")
 
-#: the stages each stage needs made before it
-NEEDS = {"skill_prior": (), "skill_posterior": ("skill_prior",), "demo_discriminator": (), "extract_skill": ()}
 #: per stage, the run option that names its weights file explicitly
 FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior",
                "demo_discriminator": "demo_discriminator", "extract_skill": "extract_model"}
+#: the stages a stage's trainer needs made before it (the posterior is trained on the skill model)
+NEEDS = {"skill_posterior": ("skill_prior",)}
+#: per agent input, the stage that makes it
+STAGE_OF_INPUT = {"skill_model": "skill_prior", "skill_posterior": "skill_posterior",
+                  "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill"}
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
 
 
@@ -113,7 +115,9 @@ def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
     return stage_cfg
 
 
-def _stage_run_dir(cfg: DictConfig, stage: str) -> Path:
+def stage_run_dir(cfg: DictConfig, stage: str) -> Path:
+    """Where stage ``stage`` made for the run trains: ``<run dir>/stages/<stage>`` (or, outside a Hydra
+    run, under ``<data_dir>/stage_runs``)."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
@@ -121,30 +125,37 @@ def _stage_run_dir(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.data_dir) / "stage_runs" / f"{stage}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
 
 
-def make_stage(cfg: DictConfig, stage: str) -> None:
-    """Train stage ``stage`` for the run (its own earlier stages first, where missing), keeping the
-    global RNG states as they were, so a run continues alike whether or not it made a stage."""
-    from polytask.training.build import build_trainer
+def missing_stages(cfg: DictConfig, inputs: tuple[str, ...]) -> list[str]:
+    """The stages that make the agent ``inputs`` (names) whose weights file is neither named
+    (``<file option>=``) nor found by convention, each after the missing stages its own trainer needs
+    (:data:`NEEDS`): the builder makes them first, in this order
+    (:func:`polytask.training.build.make_missing_stages`)."""
+    def missing(stage: str) -> bool:
+        option = FILE_OPTION[stage]
+        return not cfg.get(option) and not find_weights(stage_path(cfg, stage), f"pass {option}=<file>").exists()
 
-    for needed in NEEDS[stage]:
-        stage_file(cfg, needed)
-    run_dir = _stage_run_dir(cfg, stage)
-    log.info(f"{stage} weights missing at {stage_path(cfg, stage)}: making them first in {run_dir} "
-             f"({stage_command(cfg, stage)})")
-    rng = rng_state()
-    try:
-        build_trainer(stage_config(cfg, stage), run_dir).run()
-    finally:
-        set_rng_state(rng)
+    order: list[str] = []
+
+    def visit(stage: str) -> None:
+        if stage in order or not missing(stage):
+            return
+        for needed in NEEDS.get(stage, ()):
+            visit(needed)
+        order.append(stage)
+
+    for name in inputs:
+        if name in STAGE_OF_INPUT:
+            visit(STAGE_OF_INPUT[name])
+    return order
 
 
 def stage_file(cfg: DictConfig, stage: str) -> Path:
     """The weights file of stage ``stage`` for the run: ``cfg.<file option>`` when set, else the one
-    found by convention, made first when missing (:func:`make_stage`).
+    found by convention (a run's builder has made missing ones first, :func:`missing_stages`).
 
     Raises:
-        ConfigError: if it is missing and ``collect_missing_demos`` is false (the message gives the
-            command that makes it), or several files with other settings match.
+        ConfigError: if it is missing (the message gives the command that makes it), or several files
+            with other settings match.
     """
     option = FILE_OPTION[stage]
     if cfg.get(option):
@@ -152,11 +163,8 @@ def stage_file(cfg: DictConfig, stage: str) -> Path:
     path = find_weights(stage_path(cfg, stage), f"pass {option}=<file>")
     if path.exists():
         return path
-    if not cfg.collect_missing_demos:
-        raise ConfigError(f"No {stage} weights at {path}. Make them with:\n  {stage_command(cfg, stage)}\n(or pass "
-                          f"{option}=<file>, or leave collect_missing_demos=true to have them made first)")
-    make_stage(cfg, stage)
-    return find_weights(stage_path(cfg, stage), f"pass {option}=<file>")
+    raise ConfigError(f"No {stage} weights at {path}. Make them with:\n  {stage_command(cfg, stage)}\n(or pass "
+                      f"{option}=<file>, or leave collect_missing_demos=true to have them made first)")
 
 
 def stage_weights(cfg: DictConfig, stage: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from polytask.training.inputs import make_agent
 from polytask.training.logger import Logger
 from polytask.training.offline import OfflineTrainer, WindowTrainer
 from polytask.training.run import collect_play, env_factory, load_demo_buffer, make_evaluator, tasks_of
-from polytask.training.weights import find_weights, read_weights
+from polytask.training.weights import find_weights, read_weights, skill_model_path
 
 log = logging.getLogger("polytask")
 
@@ -92,16 +92,6 @@ def split_heldout(episodes: list[Episode], fraction: float) -> tuple[list[Episod
         return episodes, episodes
     n = min(max(1, math.ceil(fraction * len(episodes))), len(episodes) - 1)
     return episodes[:-n], episodes[-n:]
-
-
-def skill_model_path(cfg: DictConfig) -> Path:
-    """Where a skill-prior run exports its skill model: ``<data_dir>/weights/skill_prior/<suite>/
-    play-<obs_type>-seed<seed>[-<settings>].pt`` (``settings``: ``cfg.weights_tag`` for the skill-prior
-    run itself; left out when another stage looks it up, which then takes the one file with other
-    settings through :func:`find_weights`)."""
-    settings = str(cfg.get("weights_tag") or "") if cfg.agent.name == "skill_prior" else ""
-    name = f"play-{cfg.obs_type}-seed{cfg.seed}{'-' if settings else ''}{settings}.pt"
-    return Path(cfg.data_dir) / "weights" / "skill_prior" / cfg.suite.name / name
 
 
 def skill_prior_command(cfg: DictConfig) -> str:

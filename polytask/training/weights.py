@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from hydra.utils import get_class
+from omegaconf import DictConfig
 
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import CheckpointError, load_checkpoint
@@ -173,3 +174,11 @@ def _restrict_to_task(agent, what: str, tasks: list[str], task: str) -> None:
     agent.restrict_to_task(tasks.index(task))
 
 
+def skill_model_path(cfg: DictConfig) -> Path:
+    """Where a skill-prior run exports its skill model: ``<data_dir>/weights/skill_prior/<suite>/
+    play-<obs_type>-seed<seed>[-<settings>].pt`` (``settings``: ``cfg.weights_tag`` for the skill-prior
+    run itself; left out when another stage looks it up, which then takes the one file with other
+    settings through :func:`find_weights`)."""
+    settings = str(cfg.get("weights_tag") or "") if cfg.agent.name == "skill_prior" else ""
+    name = f"play-{cfg.obs_type}-seed{cfg.seed}{'-' if settings else ''}{settings}.pt"
+    return Path(cfg.data_dir) / "weights" / "skill_prior" / cfg.suite.name / name
