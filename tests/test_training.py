@@ -146,6 +146,20 @@ def test_recipe_sets_its_agent_and_rejects_another(tmp_path):
     assert "ConfigError: In 'recipe/drqv2_state': agent.critic_layer_norm: no such option (BCConfig" in out
 
 
+def test_skild_maze_recipe_sets_suite_task_and_the_tuned_options():
+    """recipe=skild_maze: SkiLD on SkiLD's 40x40 maze (reward x100, success ends the episode) with the
+    settings of docs/skills.md; the options are checked like any others (SkiLDConfig)."""
+    from polytask.training.inputs import check_agent_options
+
+    cfg = compose_cfg("recipe=skild_maze")
+    assert cfg.agent.name == "skild" and cfg.suite.name == "maze" and list(cfg.suite.task) == ["spirl40"]
+    assert cfg.suite.env.reward_scale == 100.0 and cfg.suite.env.terminate_on_success
+    options = check_agent_options(cfg.agent)
+    assert options.init_from == "posterior" and options.target_divergence_q is None
+    assert options.actor_update_after == 2000 and options.init_temperature_q == 1.0
+    assert "agent.beta=1e-3" in cfg.stage_overrides.skill_prior
+
+
 def test_missing_dataset_exits_with_command(tmp_path):
     p = run_script("train.py", f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}",
                    "collect_missing_demos=false", "suite/metaworld_task=hammer")
