@@ -35,6 +35,28 @@ def run_script(script: str, *overrides: str, timeout: int = 600) -> subprocess.C
                           timeout=timeout, env=env)
 
 
+def kill_after_first_checkpoint(args: list[str], run_dir: Path, timeout: float = 120.0) -> int:
+    """Start ``args`` (an entry script's command line) from the project root, SIGKILL it as soon as
+    ``run_dir/checkpoints/latest.pt`` exists, and return that checkpoint's step. Fails the test if the
+    run ends first or no checkpoint comes within ``timeout`` seconds."""
+    import time
+
+    from polytask.training.checkpoint import load_checkpoint
+
+    latest = Path(run_dir) / "checkpoints" / "latest.pt"
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not latest.exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint in time"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    return load_checkpoint(latest)["step"]
+
+
 def exported_weights(p: subprocess.CompletedProcess) -> Path:
     """The weights file a finished ``train.py`` run exported (its log's last ``Weights: <file>`` line)."""
     import re

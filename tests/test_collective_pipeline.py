@@ -6,15 +6,13 @@ resume of a SAC worker)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import DEVICE, ROOT, run_script
+from tests.conftest import DEVICE, ROOT, kill_after_first_checkpoint, run_script
 
 TASKS = "suite.task=[reach,drawer-close]"
 #: 50 agent steps per episode (100 simulator steps at action repeat 2), small nets, few updates
@@ -189,14 +187,6 @@ def test_finetuned_student_starts_as_the_collective_actor():
     assert not np.allclose(agent.act({k: v.numpy() for k, v in obs.items()}), torch.tanh(mean).numpy())
 
 
-def _wait_for(path, proc, timeout: float = 300.0) -> None:
-    start = time.time()
-    while not path.exists():
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.time() - start < timeout, "no checkpoint in time"
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
 def test_every_mode_as_a_script_with_a_killed_and_resumed_worker(tmp_path):
     data = f"data_dir={tmp_path / 'data'}"
@@ -205,12 +195,7 @@ def test_every_mode_as_a_script_with_a_killed_and_resumed_worker(tmp_path):
     worker_run = tmp_path / "worker"
     args = [sys.executable, "train_collective.py", "mode=train_worker", "suite.task=[reach]", data,
             f"hydra.run.dir={worker_run}", *TINY, *online]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(worker_run / "checkpoints" / "latest.pt", proc)
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_after_first_checkpoint(args, worker_run, timeout=300.0)
     p = run_script(*args[1:])
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     assert "Resumed from" in p.stdout + p.stderr

@@ -3,10 +3,7 @@ log-probabilities, the actor loss and critic target, the skill-space env's stopp
 run killed and resumed."""
 
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +20,7 @@ from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
 from polytask.training.skill_inputs import stage_file
 from polytask.utils import atomic_torch_save
-from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, run_script
+from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, kill_after_first_checkpoint, run_script
 
 D, A, K, Z = 4, 2, 3, 5
 SIZES = {"num_skills": K, "z_dim": Z, "z_bound": 2.0, "hidden_dim": 32, "hidden_depth": 2}
@@ -231,14 +228,8 @@ def test_extract_run_killed_and_resumed(tmp_path):
     atomic_torch_save({"agent": {"model": _model_state()}, "agent_name": "extract_skill",
                        "config": OmegaConf.to_container(skill_cfg, resolve=True)},
                       data_dir / "weights" / "extract_skill" / "maze" / "play-features-seed1.pt")
-    proc = subprocess.Popen(_extract_run(run, data_dir, 120), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    latest, deadline = run / "checkpoints" / "latest.pt", time.time() + 120
-    while not latest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = load_checkpoint(latest)["step"]
+    killed_at = kill_after_first_checkpoint(_extract_run(run, data_dir, 120), run)
+    latest = run / "checkpoints" / "latest.pt"
     assert 20 <= killed_at < 120
     p = run_script("train.py", *_extract_run(run, data_dir, 120)[2:])
     assert p.returncode == 0, p.stderr[-3000:]

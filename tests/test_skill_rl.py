@@ -3,10 +3,7 @@ target divergence, SkiLD's reward and KL split, the skill-space env, a maze run 
 the missing-stage message, and (slow) SkiLD end to end with every earlier stage made first."""
 
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -22,7 +19,7 @@ from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
 from polytask.training.skill_inputs import missing_stages, stage_file, stage_path
 from polytask.utils import atomic_torch_save
-from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, run_script
+from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, kill_after_first_checkpoint, run_script
 
 D, A, Z = 4, 2, 10
 SIZES = {"z_dim": Z, "horizon": 10, "hidden_dim": 32, "hidden_depth": 2}
@@ -200,14 +197,8 @@ def test_spirl_run_killed_and_resumed(tmp_path):
     atomic_torch_save({"agent": {"model": _prior_spec()["model"]}, "agent_name": "skill_prior",
                        "config": OmegaConf.to_container(prior_cfg, resolve=True)},
                       data_dir / "weights" / "skill_prior" / "maze" / "play-features-seed1.pt")
-    proc = subprocess.Popen(_spirl_run(run, data_dir, 200), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    latest, deadline = run / "checkpoints" / "latest.pt", time.time() + 120
-    while not latest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = load_checkpoint(latest)["step"]
+    killed_at = kill_after_first_checkpoint(_spirl_run(run, data_dir, 200), run)
+    latest = run / "checkpoints" / "latest.pt"
     assert 20 <= killed_at < 200
     p = run_script("train.py", *_spirl_run(run, data_dir, 200)[2:])
     assert p.returncode == 0, p.stderr[-3000:]
