@@ -39,6 +39,15 @@ def test_unknown_subtask_lists_valid_names():
         subtasks_of("light-light")
     with pytest.raises(UnknownSubtaskError, match="valid subtasks: bottom burner, top burner"):
         next(play_episodes(None, 1, seed=0, subtasks=["toaster"]))
+    with pytest.raises(UnknownSubtaskError, match="toaster"):
+        next(play_episodes(None, 1, seed=0, exclude=["light-toaster"]))
+
+
+def test_play_never_draws_an_excluded_sequence():
+    pool = ["light switch", "slide cabinet"]
+    episodes = play_episodes(None, 6, seed=0, subtasks=pool, min_subtasks=2, max_subtasks=2, episode_len=2,
+                             exclude=["light-slide"])
+    assert [ep.extras["subtasks"] for ep in episodes] == [pool[::-1]] * 6
 
 
 def test_shapes_noise_switch_and_truncation():

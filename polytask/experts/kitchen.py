@@ -390,7 +390,7 @@ class KitchenExpert:
 def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "features",
                   subtasks: list[str] | None = None, min_subtasks: int = 3, max_subtasks: int = 4,
                   waypoint_noise: float = 0.01, action_noise: float = 0.1, episode_len: int = 280,
-                  env_options: dict | None = None) -> Iterator[Episode]:
+                  exclude: list[str] | None = None, env_options: dict | None = None) -> Iterator[Episode]:
     """Task-agnostic kitchen play (the role of D4RL kitchen-mixed): each episode runs the scripts of
     a random sequence of ``min_subtasks``..``max_subtasks`` distinct subtasks with uniform waypoint
     jitter (``waypoint_noise`` m) and Gaussian action noise (std ``action_noise``), in an env that
@@ -403,6 +403,10 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         seed: seeds the sequences, the noise and the resets (episode ``i`` resets with ``seed + i``).
         obs_type: ``"features"`` or ``"pixels"``.
         subtasks: subtasks to draw from (gymnasium-robotics names; default all seven).
+        exclude: sequences never drawn as a whole, as task names of short names joined by '-'
+            (``microwave-kettle-light-slide``): a drawn sequence equal to one is drawn again, so a
+            downstream target sequence is absent from the play data while its subtasks and their
+            pairs appear (SPiRL/SkiLD's kitchen setting).
 
     Yields:
         :class:`polytask.data.demos.Episode` with per-step ``infos`` (stored as Minari infos, the
@@ -413,7 +417,7 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         after steps where every drawn subtask is done.
 
     Raises:
-        UnknownSubtaskError: for an unknown name in ``subtasks``.
+        UnknownSubtaskError: for an unknown name in ``subtasks`` or ``exclude``.
     """
 
     pool = list(subtasks or SUBTASKS)
@@ -422,6 +426,7 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         raise UnknownSubtaskError(f"Unknown kitchen subtask(s) {unknown}; valid subtasks: {', '.join(SUBTASKS)}")
     if not 1 <= min_subtasks <= max_subtasks <= len(pool):
         raise ValueError(f"need 1 <= min_subtasks <= max_subtasks <= {len(pool)}, got {min_subtasks}, {max_subtasks}")
+    excluded = {tuple(subtasks_of(seq)) for seq in exclude or ()}
     rng = np.random.default_rng(seed)
     every = "-".join(short for short, name in SHORT_NAMES.items() if name in SUBTASKS)
     env = make(every, obs_type, seed=seed, obs_noise=False, terminate_on_success=False, episode_len=episode_len,
@@ -430,6 +435,8 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
     try:
         for i in range(num_episodes):
             order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+            while tuple(order) in excluded:
+                order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
             controller = KitchenController(kitchen.model, kitchen.data, order, rng=rng,
                                            waypoint_noise=waypoint_noise, action_noise=action_noise)
             labels: list[int] = []
