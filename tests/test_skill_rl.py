@@ -81,6 +81,23 @@ def test_actor_loss_is_kl_regularised_and_pulls_the_policy_to_the_prior():
     assert after < 0.2 * kl.mean().item(), (kl.mean().item(), after)
 
 
+def test_prior_kl_is_clipped_where_the_prior_is_extremely_narrow():
+    """Off the play data a learned prior can be extremely narrow (σ ~ e⁻¹⁰): its KL is clipped at
+    ``prior_kl_clip`` nats per state there, and such states pass no gradient to the policy."""
+    agent = SkillSACAgent({"state": (D,)}, A, "features", skill_model=_prior_spec(), hidden_dim=32, prior_kl_clip=50.0)
+    x = agent._actor_input(_batch()["obs"])
+    with torch.no_grad():  # half the states are so far off that the prior's σ collapses
+        x[::2] *= 1e4
+        agent.prior.net[-1].bias[Z:].fill_(-10.0)
+    mean, log_std = agent.actor(x)
+    raw = kl_divergence(_normal(mean, log_std), _normal(*agent.prior(x)))
+    kl = agent.divergences(x, mean, log_std)["prior"]
+    assert raw.max().item() > 1e6 and kl.max().item() == pytest.approx(50.0)
+    torch.testing.assert_close(kl[raw < 50], raw[raw < 50])
+    (grad,) = torch.autograd.grad(kl.sum(), mean)
+    assert torch.all(grad[raw >= 50] == 0) and torch.all(torch.isfinite(grad))
+
+
 @pytest.mark.parametrize("offset, grows", [(3.0, True), (0.0, False)])
 def test_alpha_is_tuned_toward_the_target_divergence(offset, grows):
     """α grows while KL(π ‖ p) is above the target divergence and shrinks while it is below."""

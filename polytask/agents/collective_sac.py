@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 
 from polytask.agents.configs.collective import CollectiveSACConfig, ShapedSACConfig
+from polytask.agents.qlearning import adam
 from polytask.agents.sac import SACAgent
 from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding
 from polytask.errors import ConfigError
@@ -117,7 +118,7 @@ class CollectiveSACAgent(_CollectiveInput, SACAgent):
         self.actor = GaussianActor(source.embed_dim + source.obs_dim, source.action_dim, source.hidden_dim,
                                    source.hidden_dim, source.hidden_depth, False, source.log_std_bounds).to(self.device)
         self.actor.load_state_dict(source.actor.state_dict())
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), self.cfg.lr)
         self.train(True)
 
     def _actor_input_dim(self, state_dim: int) -> int:

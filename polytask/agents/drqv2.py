@@ -18,7 +18,7 @@ from torch import nn
 
 from polytask.agents.base import Agent
 from polytask.agents.configs.imitation import DrQV2Config
-from polytask.agents.qlearning import actor_step, td_target, twin_q_reduce, update_twin_critic
+from polytask.agents.qlearning import actor_step, adam, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
 from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, compile_modules, orthogonal_init, soft_update
 from polytask.utils import schedule
@@ -65,9 +65,8 @@ class DrQV2Agent(Agent):
         self.train(True)
 
     def _make_optimizers(self) -> None:
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
-        self.critic_opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.critic.parameters()),
-                                           lr=self.cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), self.cfg.lr)
+        self.critic_opt = adam(list(self.encoder.parameters()) + list(self.critic.parameters()), self.cfg.lr)
 
     def reset_networks(self) -> None:
         """Re-initialise actor, critic and target critic and restart their optimisers, keeping the

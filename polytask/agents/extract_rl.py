@@ -39,7 +39,7 @@ from torch import nn
 from polytask.agents.configs.extract import ExtractSACConfig
 from polytask.agents.extract import ExtractModel
 from polytask.agents.frozen import freeze
-from polytask.agents.qlearning import actor_step, update_twin_critic
+from polytask.agents.qlearning import actor_step, adam, update_twin_critic
 from polytask.agents.sac import SACAgent
 from polytask.agents.skill_rl import temperature_steps
 from polytask.nets.mlp import mlp, orthogonal_init, soft_update
@@ -134,10 +134,10 @@ class ExtractSACAgent(SACAgent):
                                     "argument": copy.deepcopy(self.argument_prior)}).requires_grad_(True)
         self.critic = SkillCritic(dim, self.num_skills, self.z_dim, cfg.hidden_dim, cfg.hidden_depth).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.log_alpha_d = torch.tensor(math.log(cfg.init_temperature_d), device=self.device, requires_grad=True)
-        self.alpha_d_opt = torch.optim.Adam([self.log_alpha_d], lr=cfg.lr)
+        self.alpha_d_opt = adam([self.log_alpha_d], cfg.lr)
         self.targets = {"argument": cfg.target_divergence, "skill": cfg.target_divergence_d}
         self.train(True)
 

@@ -26,7 +26,7 @@ import torch
 
 from polytask.agents.base import Agent
 from polytask.agents.configs.sac import SACConfig
-from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
+from polytask.agents.qlearning import actor_step, adam, td_target, update_twin_critic
 from polytask.errors import require_features
 from polytask.nets.mlp import Critic, GaussianActor, compile_modules, soft_update
 
@@ -61,9 +61,9 @@ class SACAgent(Agent):
         self.critic = Critic(dim, action_dim, cfg.hidden_dim, cfg.hidden_dim, cfg.hidden_depth, False).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self._compile, self._compiled = cfg.compile, False
         self.train(True)
 

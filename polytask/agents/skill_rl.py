@@ -40,7 +40,7 @@ import torch
 
 from polytask.agents.configs.skills import SkiLDConfig, SpirlConfig
 from polytask.agents.frozen import freeze
-from polytask.agents.qlearning import actor_step, td_target, update_twin_critic
+from polytask.agents.qlearning import actor_step, adam, td_target, update_twin_critic
 from polytask.agents.sac import SACAgent
 from polytask.agents.sequence import MinMaxNormalizer
 from polytask.agents.skills import SkillModel
@@ -77,6 +77,13 @@ def temperature_steps(divs: dict[str, torch.Tensor], weights: dict[str, torch.Te
         opts[k].step()
         metrics[f"alpha_loss_{k}"] = loss.detach()
     return metrics
+
+
+def clip_kl(kl: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """``min(KL, clip)`` per state (float32 (B,), nats); ``clip=None`` leaves it. A state whose KL is
+    clipped gets no gradient from the term: there the reference (a prior or posterior fitted offline)
+    is so narrow that its KL would swamp the loss (a deviation from SPiRL/SkiLD, see the options)."""
+    return kl if clip is None else kl.clamp(max=clip)
 
 
 class SkillSACAgent(SACAgent):
@@ -128,7 +135,7 @@ class SkillSACAgent(SACAgent):
         self.normalizer, self.decoder, self.prior = (freeze(m.to(self.device)) for m in
                                                      (skills.normalizer, skills.decoder, skills.prior))
         self.actor = copy.deepcopy(self.prior).requires_grad_(True)  # π starts as the prior
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), self.cfg.lr)
         self.train(True)
 
     # -- the skill-space env --------------------------------------------------------------------
@@ -162,8 +169,9 @@ class SkillSACAgent(SACAgent):
     # -- the regulariser ------------------------------------------------------------------------
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
         """Analytic KL (nats, float32 (B,)) of the policy's unsquashed Gaussian ``(mean, log_std)``
-        (B, Z) at normalised states ``x`` to each reference: ``{"prior": KL(π ‖ p)}``."""
-        return {"prior": gaussian_kl(mean, log_std, *self.prior(x))}
+        (B, Z) at normalised states ``x`` to each reference: ``{"prior": KL(π ‖ p)}``, clipped at
+        ``prior_kl_clip`` nats per state."""
+        return {"prior": clip_kl(gaussian_kl(mean, log_std, *self.prior(x)), self.cfg.prior_kl_clip)}
 
     def kl_weights(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per divergence its weight float32 (B,) at the batch's states: 1 for SPiRL's prior term."""
@@ -289,7 +297,7 @@ class SkiLDAgent(SkillSACAgent):
             self.actor.load_state_dict(self.posterior.state_dict())
         self.env_reward_weight = 0.0 if self.cfg.imitation else float(self.cfg.env_reward_weight)
         self.log_alpha_q = torch.tensor(math.log(self.cfg.init_temperature_q), device=self.device, requires_grad=True)
-        self.alpha_q_opt = torch.optim.Adam([self.log_alpha_q], lr=self.cfg.lr)
+        self.alpha_q_opt = adam([self.log_alpha_q], self.cfg.lr)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -318,9 +326,7 @@ class SkiLDAgent(SkillSACAgent):
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"prior": KL(π ‖ p), "posterior": KL(π ‖ q)}``, analytic, float32 (B,) each (the second
         clipped at ``posterior_kl_clip``)."""
-        kl_q = gaussian_kl(mean, log_std, *self.posterior(x))
-        if self.cfg.posterior_kl_clip is not None:
-            kl_q = kl_q.clamp(max=self.cfg.posterior_kl_clip)
+        kl_q = clip_kl(gaussian_kl(mean, log_std, *self.posterior(x)), self.cfg.posterior_kl_clip)
         return {**super().divergences(x, mean, log_std), "posterior": kl_q}
 
     def kl_weights(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -69,6 +69,8 @@ class SpirlConfig(SACConfig):
     target_divergence: float | None = option(1.0, "nats of KL(π ‖ prior) α is tuned toward (SPiRL: maze 1, "
                                                 "kitchen 5); null: α fixed")
     bound: float = option(2.0, "skills are bound·tanh(u)")
+    prior_kl_clip: float | None = option(100.0, "nats: KL(π ‖ prior) clipped per state (the prior can be "
+                                          "extremely narrow off the play data); null: not clipped")
     eval_mean_skill: bool = option(False, "true: evaluate with bound·tanh(mean); false: draw skills as in training")
 
     def __post_init__(self) -> None:
