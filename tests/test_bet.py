@@ -71,11 +71,11 @@ def test_bet_loss_falls(demo_buffer):
     agent.fit_dataset(demo_buffer.obs["state"], demo_buffer.action)
     probe = demo_buffer.get_windows(np.arange(0, len(demo_buffer), 3), *agent.window)
     with torch.no_grad():
-        before = agent.loss(probe)[0].item()
+        before = agent.losses(probe)[0].item()
     for _ in range(150):
         metrics = agent.update(demo_buffer.sample_windows(32, *agent.window))
     with torch.no_grad():
-        after, parts = agent.loss(probe)
+        after, parts = agent.losses(probe)
     assert after.item() < 0.5 * before, (before, after.item())
     assert parts["bin_acc"] > 0.5 and np.isfinite(metrics["loss"])
 

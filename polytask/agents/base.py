@@ -142,7 +142,7 @@ class Agent(abc.ABC):
 
 class LossAgent(Agent):
     """An agent whose network ``self.model`` is trained by one step of its optimiser ``self.opt`` on
-    :meth:`losses` per update (offline models: skill VAEs and priors); its state is the two."""
+    :meth:`losses` per update (offline models: skill VAEs and priors, BeT); its state is the two."""
 
     def train(self, training: bool = True) -> None:
         self.model.train(training)
@@ -168,8 +168,12 @@ class LossAgent(Agent):
         loss, parts = self.losses(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.clip_gradients()
         self.opt.step()
         return {"loss": loss.detach(), **parts}
+
+    def clip_gradients(self) -> None:
+        """Called between the backward pass and the optimiser step (e.g. to clip gradient norms). Default: nothing."""
 
     @torch.no_grad()
     def score(self, batch: dict[str, Any]) -> dict[str, float]:

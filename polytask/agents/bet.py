@@ -13,14 +13,12 @@ offset only. Acting: choose a bin, add its predicted offset to its center, clip 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polytask.agents.base import Agent
+from polytask.agents.base import LossAgent
 from polytask.agents.configs.sequence import BeTConfig
 from polytask.agents.sequence import MinMaxNormalizer, PolicyMemory, env_slots
 from polytask.errors import require_features
@@ -95,7 +93,7 @@ class BeTModel(nn.Module):
         return d.argmin(-1)
 
 
-class BeTAgent(Agent):
+class BeTAgent(LossAgent):
     """Behavior Transformer trained offline on windows of demo steps.
 
     Acting is stateful like :class:`polytask.agents.diffusion.DiffusionAgent`: per
@@ -143,7 +141,7 @@ class BeTAgent(Agent):
         self.model.normalizer.fit(states)
         self.model.centers.copy_(torch.from_numpy(fit_action_bins(actions, self.n_bins, self.cfg.kmeans_seed)))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """BeT's loss on windows ``batch["state"]`` float32 (B, W, D), ``batch["action"]`` float32
         (B, W, A), over every position of the window. Returns the scalar loss and its parts."""
         obs = batch["state"].to(self.device, torch.float32)
@@ -158,15 +156,10 @@ class BeTAgent(Agent):
             acc = (logits.argmax(-1) == bins).float().mean().item()
         return cls + self.cfg.offset_loss_weight * off, {"focal": cls.item(), "offset_mse": off.item(), "bin_acc": acc}
 
-    def update(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
-        """One AdamW step on :meth:`loss`. Returns ``{"loss", "focal", "offset_mse", "bin_acc"}``."""
-        loss, parts = self.loss(batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+    def clip_gradients(self) -> None:
+        """Clip the transformer's gradient norm at ``grad_clip`` (BeT's setting; 0: no clipping)."""
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.gpt.parameters(), self.cfg.grad_clip)
-        self.opt.step()
-        return {"loss": loss.item(), **parts}
 
     @torch.no_grad()
     def predict(self, obs_window: np.ndarray | torch.Tensor, greedy: bool = False) -> torch.Tensor:
@@ -203,15 +196,4 @@ class BeTAgent(Agent):
 
     def reset(self) -> None:
         """Forget every env's observation history."""
-        self.memory.reset()
-
-    def train(self, training: bool = True) -> None:
-        self.model.train(training)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
         self.memory.reset()
