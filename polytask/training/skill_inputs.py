@@ -45,7 +45,8 @@ FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior
 NEEDS = {"skill_posterior": ("skill_prior",)}
 #: per agent input, the stage that makes it
 STAGE_OF_INPUT = {"skill_model": "skill_prior", "skill_posterior": "skill_posterior",
-                  "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill", "flat_prior": "flat_prior"}
+                  "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill",
+                  "flat_prior": "flat_prior"}
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
 
 

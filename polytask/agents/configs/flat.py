@@ -35,9 +35,9 @@ class FlatPriorConfig(AgentConfig):
 @dataclass
 class BCSACConfig(SpirlConfig):
     """SAC whose actor starts as the flat prior (:class:`polytask.agents.flat.BCSACAgent`): "BC + SAC",
-    or with ``kl_to_prior`` SPiRL's flat-prior baseline. The actor has the prior's sizes (``hidden_dim``
-    and ``hidden_depth`` size the critic, ``log_std_bounds`` come from the prior); ``bound`` is unused; ``target_divergence`` applies with
-    ``kl_to_prior``, ``target_entropy`` without."""
+    or with ``kl_to_prior`` SPiRL's flat-prior baseline. The actor has the prior's sizes and log σ
+    bounds (``hidden_dim`` and ``hidden_depth`` size the critic; ``log_std_bounds`` and ``bound`` are
+    unused); ``target_divergence`` applies with ``kl_to_prior``, ``target_entropy`` without."""
 
     schema_name: ClassVar[str] = "bc_sac"  # cfgs/agent/bc_sac.yaml extends it
 
