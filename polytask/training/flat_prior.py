@@ -44,4 +44,4 @@ class FlatPriorTrainer(SkillPriorTrainer):
         return [ep for s in splits for ep in s[0]], [ep for s in splits for ep in s[1]], agent
 
     def weights_file(self) -> Path:
-        return flat_prior_path(self.cfg)
+        return flat_prior_path(self.cfg, own=True)

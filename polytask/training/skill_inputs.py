@@ -10,6 +10,8 @@ that stage with other settings, :func:`polytask.training.weights.find_weights`):
 - ``skill_prior`` (input ``skill_model``, or ``skill_model=<file>``) and ``extract_skill`` (input
   ``extract_model``, or ``extract_model=<file>``): ``<data_dir>/weights/<stage>/<suite>/
   play-<obs_type>-seed<seed>.pt`` (they depend on the play data only, not on the run's task or demos);
+- ``extract_skill`` fine-tuned on the run's demos (``finetune_on=demos`` in a run that uses it): the demos
+  convention below (an ``extract_skill`` run that fine-tunes looks for the play-trained one);
 - ``flat_prior`` (input ``flat_prior``, or ``flat_prior=<file>``): the same on play data; with
   ``prior_data=demos``, :func:`polytask.training.weights.weights_path` of the run's demos
   (:func:`polytask.training.weights.flat_prior_path`);
@@ -73,8 +75,16 @@ def extract_spec(saved: dict[str, Any]) -> dict[str, Any]:
     return {"model": saved["agent"]["model"], **{k: sizes[k] for k in EXTRACT_SIZES}}
 
 
+def finetuned(cfg: DictConfig, stage: str) -> bool:
+    """Whether the run uses stage ``stage`` fine-tuned on its demos: the ``extract_skill`` model with
+    ``finetune_on=demos``, in a run other than the fine-tuning one (which starts from the play-trained model)."""
+    return stage == "extract_skill" and cfg.get("finetune_on") == "demos" and cfg.agent.name != "extract_skill"
+
+
 def stage_path(cfg: DictConfig, stage: str) -> Path:
     """Where stage ``stage``'s weights are looked for by convention (see the module docstring)."""
+    if finetuned(cfg, stage):
+        return weights_path(cfg, agent=stage)
     if stage == "flat_prior":
         return flat_prior_path(cfg)
     if stage in ("skill_prior", "extract_skill"):
@@ -86,10 +96,10 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
     """The ``train.py`` command that makes stage ``stage``'s weights for the run."""
     cmd = (f"python train.py agent={stage} suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
            f"data_dir={cfg.data_dir}")
-    on_demos = cfg.get("prior_data") == "demos"
-    if stage == "flat_prior" and on_demos:
-        cmd += " prior_data=demos"
-    if stage not in ("skill_prior", "extract_skill", "flat_prior") or (stage == "flat_prior" and on_demos):
+    on_demos = (stage == "flat_prior" and cfg.get("prior_data") == "demos") or finetuned(cfg, stage)
+    if on_demos:
+        cmd += " prior_data=demos" if stage == "flat_prior" else " finetune_on=demos"
+    if stage not in ("skill_prior", "extract_skill", "flat_prior") or on_demos:
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
     return cmd
 
@@ -105,6 +115,8 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
         base.append(f"skill_model={cfg.skill_model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
         base.append(f"prior_data={cfg.prior_data}")
+    if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
+        base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
     return base + [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
 
 
@@ -125,13 +137,14 @@ def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
 
 
 def stage_run_dir(cfg: DictConfig, stage: str) -> Path:
-    """Where stage ``stage`` made for the run trains: ``<run dir>/stages/<stage>`` (or, outside a Hydra
-    run, under ``<data_dir>/stage_runs``)."""
+    """Where stage ``stage`` made for the run trains: ``<run dir>/stages/<stage>`` (``<stage>-demos`` for a
+    fine-tuned one, :func:`finetuned`; outside a Hydra run, under ``<data_dir>/stage_runs``)."""
     from hydra.core.hydra_config import HydraConfig
 
+    name = f"{stage}-demos" if finetuned(cfg, stage) else stage
     if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir) / "stages" / stage
-    return Path(cfg.data_dir) / "stage_runs" / f"{stage}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
+        return Path(HydraConfig.get().runtime.output_dir) / "stages" / name
+    return Path(cfg.data_dir) / "stage_runs" / f"{name}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
 
 
 def missing_stages(cfg: DictConfig, inputs: tuple[str, ...]) -> list[str]:
