@@ -27,6 +27,7 @@ run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_step
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
 def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
     """The Hydra overrides of a stage made for the run: its identity (agent, obs_type, seed, data_dir,
     demos, device; default settings, so the weights land where they are looked for) and the run's
-    ``stage_overrides.<stage>``."""
+    ``stage_overrides.<stage>`` (for the fine-tuned ``extract_skill``, also passed on to the play-trained
+    one it starts from)."""
     base = [f"agent={stage}", f"obs_type={cfg.obs_type}", f"seed={cfg.seed}", f"data_dir={cfg.data_dir}",
             f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
             f"device={cfg.device}", "weights_tag=", "resume=never"]
@@ -115,9 +117,12 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
         base.append(f"skill_model={cfg.skill_model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
         base.append(f"prior_data={cfg.prior_data}")
+    own = [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
     if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
         base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
-    return base + [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+        if finetuned(cfg, stage):  # the play-trained model it starts from gets the same overrides
+            base.append(f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]")
+    return base + own
 
 
 def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
