@@ -75,6 +75,7 @@ class Agent(abc.ABC):
         - ``"skill_model"``, ``"skill_posterior"``, ``"demo_discriminator"``: the weights of the
           earlier skill stages of SPiRL/SkiLD (:mod:`polytask.training.skill_inputs`), made first
           when missing;
+        - ``"flat_prior"``: the flat prior's weights (``agent=flat_prior``), made first likewise;
         - ``"collective"``: the collective's weights as plain data (``train_collective.py``'s students).
 
         Default: none.

@@ -58,14 +58,25 @@ class ExtractSkillAgent(LossAgent):
         action_dim: A; actions are clipped to [-1, 1] when acting.
         obs_type: must be ``"features"``.
         device: torch device.
+        extract_model: with ``finetune_on=demos``, the play-trained model to start from (the run input
+            ``extract_model``: :func:`polytask.training.skill_inputs.extract_spec`); its weights and state
+            normaliser are copied.
         **options: :class:`polytask.agents.configs.extract.ExtractSkillConfig` (``self.cfg``).
+
+    Raises:
+        ValueError: if ``extract_model`` does not fit this agent's sizes.
     """
 
     config_class = ExtractSkillConfig
     name = "extract_skill"
 
+    @classmethod
+    def inputs(cls, options) -> tuple[str, ...]:
+        """With ``finetune_on=demos`` the play-trained ``extract_model`` (made first when missing)."""
+        return ("extract_model",) if options.get("finetune_on") == "demos" else ()
+
     def __init__(self, obs_shapes: dict[str, tuple[int, ...]], action_dim: int, obs_type: str,
-                 device: torch.device | str = "cpu", **options):
+                 device: torch.device | str = "cpu", extract_model: dict | None = None, **options):
         cfg = self.configure(options)
         require_features(self.name, obs_type)
         self.device = torch.device(device)
@@ -73,6 +84,12 @@ class ExtractSkillAgent(LossAgent):
         self.num_skills, self.z_dim, self.z_bound = cfg.num_skills, cfg.z_dim, float(cfg.z_bound)
         self.model = ExtractModel(self.obs_dim, action_dim, cfg.num_skills, cfg.z_dim, cfg.hidden_dim,
                                   cfg.hidden_depth).to(self.device)
+        if extract_model is not None:
+            try:
+                self.model.load_state_dict(extract_model["model"])
+            except RuntimeError as e:
+                raise ValueError(f"the play-trained skill model does not fit this agent's sizes (num_skills, z_dim, "
+                                 f"hidden_dim, hidden_depth): {e}") from e
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.reset()
 

@@ -210,6 +210,44 @@ def labelled_episodes(episodes: Sequence[Episode], found: Discovery) -> list[Epi
             for ep, s, p in zip(episodes, found.skill, found.progress)]
 
 
+def label_like(play: Sequence[Episode], episodes: Sequence[Episode], median_window: int = 7, min_len: int = 5,
+               max_len: int = 30, standardize: bool = True, seed: int = 0,
+               embedding: dict | None = None) -> list[Episode]:
+    """Copies of ``episodes`` (a target task's demos) labelled with the skills of labelled ``play`` data
+    (``infos["skill"]``, as :func:`labelled_episodes` writes it): each step's embedding (step 1, the
+    play data's and the episodes' embedded together) gets the skill whose mean embedding over the play
+    steps labelled with it is nearest, after the play steps' standardisation; then steps 3–4 (median
+    filter, runs of ``min_len``–``max_len`` steps) as :func:`discover_skills` does. Skills that label no
+    play step are never given.
+
+    Returns:
+        the episodes with ``infos["skill"]`` int64 (T,) (−1 outside kept runs) and ``infos["progress"]``
+        float32 (T,) added.
+
+    Raises:
+        ConfigError: if ``play`` carries no skill labels.
+    """
+    from polytask.skills.embeddings import embed_episodes
+
+    if not play or any("skill" not in ep.infos for ep in play):
+        raise ConfigError("labelling demos with skills needs the skill-labelled play data (extract_skills.py)")
+    features = embed_episodes(list(play) + list(episodes), seed=seed, **(embedding or {}))
+    x = np.concatenate(features[:len(play)]).astype(np.float64)
+    labels = np.concatenate([np.asarray(ep.infos["skill"][:len(ep)]) for ep in play])
+    mean, std = (x.mean(0), np.where(x.std(0) > 1e-8, x.std(0), 1.0)) if standardize else (0.0, 1.0)
+    kept = np.unique(labels[labels >= 0])
+    if not len(kept):
+        raise ConfigError("the skill-labelled play data holds no skill segment to label demos with")
+    centroids = np.stack([((x[labels == k] - mean) / std).mean(0) for k in kept])
+    out = []
+    for ep, f in zip(episodes, features[len(play):]):
+        z = (f.astype(np.float64) - mean) / std
+        nearest = kept[((z[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)]
+        skill, progress = segment_labels(smooth_labels(nearest, median_window), min_len, max_len)
+        out.append(Episode(**{**ep.__dict__, "infos": {**ep.infos, "skill": skill, "progress": progress}}))
+    return out
+
+
 def extract_path(cfg) -> Path:
     """Where :func:`discover` writes the run's labelled play data."""
     return dataset_path(cfg.data_dir, extract_dataset_id(cfg.suite.name, cfg.obs_type))

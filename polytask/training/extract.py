@@ -1,6 +1,7 @@
 """Offline trainer of EXTRACT's skill model (``agent=extract_skill``) on the skill segments of the
 suite's labelled play data (``extract_skills.py``; made first, with the run's ``extract`` options,
-when missing)."""
+when missing), or with ``finetune_on=demos`` on the run's demos labelled with those skills
+(:func:`polytask.skills.extract.label_like`), starting from the play-trained model."""
 
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.demos import DatasetError, load_episodes, read_metadata, write_dataset
 from polytask.errors import ConfigError, require_features
-from polytask.skills.extract import discover_skills, extract_dataset_id, extract_path, labelled_episodes, true_labels
+from polytask.skills.extract import (
+    discover_skills,
+    extract_dataset_id,
+    extract_path,
+    label_like,
+    labelled_episodes,
+    true_labels,
+)
 from polytask.skills.report import write_report
 from polytask.skills.segments import SegmentBuffer
 from polytask.training.inputs import make_agent
 from polytask.training.logger import Logger
 from polytask.training.offline import OfflineTrainer
-from polytask.training.run import env_factory, make_evaluator, tasks_of
+from polytask.training.run import env_factory, load_demo_buffer, make_evaluator, tasks_of
 from polytask.training.skills import load_or_make_play, split_heldout
+from polytask.training.weights import play_weights_path, weights_path
 
 log = logging.getLogger("polytask")
 
@@ -84,12 +93,30 @@ def discover(cfg) -> Path:
     return path
 
 
+def demo_segments(cfg: DictConfig, play: list, options: dict) -> tuple[list, list]:
+    """The run's demos (collected first where missing) labelled with the skills of the labelled ``play``
+    episodes (:func:`label_like`, with the discovery ``options`` they were made with, the run's
+    ``extract`` options where those lack one), split per task into training and held-out episodes:
+    ``(train, heldout)``."""
+    opts = {**OmegaConf.to_container(cfg.extract, resolve=True), **options}
+    _, demos = load_demo_buffer(cfg)
+    splits = [split_heldout(label_like(play, eps, int(opts["median_window"]), int(opts["min_len"]),
+                                       int(opts["max_len"]), bool(opts["standardize"]), int(cfg.seed),
+                                       opts["embedding"]), float(cfg.heldout_fraction)) for eps in demos.values()]
+    return [ep for s in splits for ep in s[0]], [ep for s in splits for ep in s[1]]
+
+
 class ExtractSkillTrainer(OfflineTrainer):
     """Trains the skill model on segment batches of all but the last ``cfg.heldout_fraction`` of the
     labelled play episodes. Each evaluation runs skills drawn from the priors in the run's task
     (``eval.csv``) and scores up to ``cfg.heldout_windows`` held-out segments (``heldout.csv``,
     ``heldout_*`` in ``results.json``). The weights go to ``<data_dir>/weights/extract_skill/<suite>/
-    play-<obs_type>-seed<seed>[-<settings>].pt``: they depend on the play data, not the run's task."""
+    play-<obs_type>-seed<seed>[-<settings>].pt``: they depend on the play data, not the run's task.
+
+    With ``finetune_on=demos`` (EXTRACT's fine-tuning on the target task): the agent starts as the
+    play-trained model (its input ``extract_model``, state normaliser included) and trains on the
+    segments of the run's demos (:func:`demo_segments`); the weights go to the demos convention
+    (:func:`polytask.training.weights.weights_path`: ``<tasks>-<obs_type>-d<N>-seed<seed>.pt``)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator, buffer: SegmentBuffer,
                  heldout: SegmentBuffer):
@@ -112,21 +139,35 @@ class ExtractSkillTrainer(OfflineTrainer):
             raise ConfigError(f"the skill-labelled play data at {extract_path(cfg)} has {options['k']} skills but "
                               f"agent.num_skills={cfg.agent.num_skills}: set extract.k={options['k']} (or delete the "
                               "dataset to discover it again with the run's extract options)")
-        train, heldout = split_heldout(episodes, float(cfg.heldout_fraction))
-        buffers = [SegmentBuffer(train, seed=cfg.seed)]
+        finetune = cfg.agent.finetune_on == "demos"
+        if finetune:
+            train, heldout = demo_segments(cfg, episodes, options)
+        else:
+            train, heldout = split_heldout(episodes, float(cfg.heldout_fraction))
+        try:
+            buffers = [SegmentBuffer(train, seed=cfg.seed)]
+        except DatasetError as e:
+            if not finetune:
+                raise
+            raise DatasetError(f"the run's demos, labelled with the play data's skills, hold no run of one skill "
+                               f"{options.get('min_len')}-{options.get('max_len')} steps long (the labelled play "
+                               f"data's extract.min_len and max_len): make more demos, or discover the play data's "
+                               f"skills again with other extract options ({e})") from e
         try:
             buffers.append(SegmentBuffer(heldout, seed=cfg.seed + 1))
         except DatasetError:
-            log.warning("The held-out play episodes hold no skill segment: the held-out figures are measured on the "
-                        "training segments (raise heldout_fraction or make more play data)")
+            log.warning("The held-out episodes hold no skill segment: the held-out figures are measured on the "
+                        "training segments (raise heldout_fraction or make more play data or demos)")
             buffers.append(buffers[0])
         env = env_factory(cfg)(tasks_of(cfg)[0])
         try:
             agent = make_agent(cfg, env)
         finally:
             env.close()
-        agent.fit_dataset(buffers[0].states())
-        log.info(f"Skill segments: {len(buffers[0])} for training, {len(buffers[1])} held out")
+        if not finetune:  # a fine-tuned model keeps the play data's normaliser
+            agent.fit_dataset(buffers[0].states())
+        log.info(f"Skill segments{' of the demos' if finetune else ''}: {len(buffers[0])} for training, "
+                 f"{len(buffers[1])} held out")
         return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers)
 
     def evaluate(self, logger: Logger, final: bool) -> dict[str, float]:
@@ -142,6 +183,6 @@ class ExtractSkillTrainer(OfflineTrainer):
         return self.last_eval
 
     def weights_file(self) -> Path:
-        tag = str(self.cfg.get("weights_tag") or "")
-        name = f"play-{self.cfg.obs_type}-seed{self.cfg.seed}{'-' if tag else ''}{tag}.pt"
-        return Path(self.cfg.data_dir) / "weights" / "extract_skill" / self.cfg.suite.name / name
+        if self.cfg.agent.finetune_on == "demos":
+            return weights_path(self.cfg)
+        return play_weights_path(self.cfg, "extract_skill", own=True)

@@ -102,7 +102,8 @@ PROVIDERS: dict[str, Callable[[DictConfig, gym.Env], Any]] = {
     "bc_state": bc_state, "base_policy": base_policy, "collective": collective,
     # the earlier skill stages' weights (polytask.training.skill_inputs; the builder makes missing ones first)
     "skill_model": skill_inputs.skill_model, "skill_posterior": skill_inputs.skill_posterior,
-    "demo_discriminator": skill_inputs.demo_discriminator, "extract_model": skill_inputs.extract_model}
+    "demo_discriminator": skill_inputs.demo_discriminator, "extract_model": skill_inputs.extract_model,
+    "flat_prior": skill_inputs.flat_prior}
 
 
 def agent_inputs(cfg: DictConfig, env: gym.Env, names: tuple[str, ...]) -> dict[str, Any]:

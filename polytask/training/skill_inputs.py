@@ -1,4 +1,5 @@
-"""Run inputs of the skill-space RL agents (SPiRL, SkiLD, EXTRACT): the weights of the earlier skill stages,
+"""Run inputs of the skill-space RL agents (SPiRL, SkiLD, EXTRACT) and of SAC from a flat prior (``bc_sac``):
+the weights of the earlier stages,
 found by convention. Missing ones are made first by the run's builder, which runs the stage (the log
 says so; :func:`polytask.training.build.make_missing_stages`), or with ``collect_missing_demos=false``
 an error gives the command that makes them.
@@ -9,6 +10,11 @@ that stage with other settings, :func:`polytask.training.weights.find_weights`):
 - ``skill_prior`` (input ``skill_model``, or ``skill_model=<file>``) and ``extract_skill`` (input
   ``extract_model``, or ``extract_model=<file>``): ``<data_dir>/weights/<stage>/<suite>/
   play-<obs_type>-seed<seed>.pt`` (they depend on the play data only, not on the run's task or demos);
+- ``extract_skill`` fine-tuned on the run's demos (``finetune_on=demos`` in a run that uses it): the demos
+  convention below (an ``extract_skill`` run that fine-tunes looks for the play-trained one);
+- ``flat_prior`` (input ``flat_prior``, or ``flat_prior=<file>``): the same on play data; with
+  ``prior_data=demos``, :func:`polytask.training.weights.weights_path` of the run's demos
+  (:func:`polytask.training.weights.flat_prior_path`);
 - ``skill_posterior`` (input ``skill_posterior``, or ``skill_posterior=<file>``) and
   ``demo_discriminator`` (input ``demo_discriminator``, or ``demo_discriminator=<file>``):
   :func:`polytask.training.weights.weights_path` of the run's suite, task, obs_type, demo count and seed.
@@ -21,6 +27,7 @@ run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_step
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,18 +37,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
-from polytask.training.weights import find_weights, read_weights, skill_model_path, weights_path
+from polytask.training.weights import find_weights, flat_prior_path, play_weights_path, read_weights, weights_path
 
 log = logging.getLogger("polytask")
 
 #: per stage, the run option that names its weights file explicitly
 FILE_OPTION = {"skill_prior": "skill_model", "skill_posterior": "skill_posterior",
-               "demo_discriminator": "demo_discriminator", "extract_skill": "extract_model"}
+               "demo_discriminator": "demo_discriminator", "extract_skill": "extract_model", "flat_prior": "flat_prior"}
 #: the stages a stage's trainer needs made before it (the posterior is trained on the skill model)
 NEEDS = {"skill_posterior": ("skill_prior",)}
 #: per agent input, the stage that makes it
 STAGE_OF_INPUT = {"skill_model": "skill_prior", "skill_posterior": "skill_posterior",
-                  "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill"}
+                  "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill",
+                  "flat_prior": "flat_prior"}
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
 
 
@@ -68,13 +76,20 @@ def extract_spec(saved: dict[str, Any]) -> dict[str, Any]:
     return {"model": saved["agent"]["model"], **{k: sizes[k] for k in EXTRACT_SIZES}}
 
 
+def finetuned(cfg: DictConfig, stage: str) -> bool:
+    """Whether the run uses stage ``stage`` fine-tuned on its demos: the ``extract_skill`` model with
+    ``finetune_on=demos``, in a run other than the fine-tuning one (which starts from the play-trained model)."""
+    return stage == "extract_skill" and cfg.get("finetune_on") == "demos" and cfg.agent.name != "extract_skill"
+
+
 def stage_path(cfg: DictConfig, stage: str) -> Path:
     """Where stage ``stage``'s weights are looked for by convention (see the module docstring)."""
-    if stage == "skill_prior":
-        return skill_model_path(cfg)
-    if stage == "extract_skill":
-        return Path(cfg.data_dir) / "weights" / "extract_skill" / cfg.suite.name / \
-            f"play-{cfg.obs_type}-seed{cfg.seed}.pt"
+    if finetuned(cfg, stage):
+        return weights_path(cfg, agent=stage)
+    if stage == "flat_prior":
+        return flat_prior_path(cfg)
+    if stage in ("skill_prior", "extract_skill"):
+        return play_weights_path(cfg, stage)
     return weights_path(cfg, agent=stage)
 
 
@@ -82,7 +97,10 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
     """The ``train.py`` command that makes stage ``stage``'s weights for the run."""
     cmd = (f"python train.py agent={stage} suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
            f"data_dir={cfg.data_dir}")
-    if stage not in ("skill_prior", "extract_skill"):
+    on_demos = (stage == "flat_prior" and cfg.get("prior_data") == "demos") or finetuned(cfg, stage)
+    if on_demos:
+        cmd += " prior_data=demos" if stage == "flat_prior" else " finetune_on=demos"
+    if stage not in ("skill_prior", "extract_skill", "flat_prior") or on_demos:
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
     return cmd
 
@@ -90,13 +108,21 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
 def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
     """The Hydra overrides of a stage made for the run: its identity (agent, obs_type, seed, data_dir,
     demos, device; default settings, so the weights land where they are looked for) and the run's
-    ``stage_overrides.<stage>``."""
+    ``stage_overrides.<stage>`` (for the fine-tuned ``extract_skill``, also passed on to the play-trained
+    one it starts from)."""
     base = [f"agent={stage}", f"obs_type={cfg.obs_type}", f"seed={cfg.seed}", f"data_dir={cfg.data_dir}",
             f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
             f"device={cfg.device}", "weights_tag=", "resume=never"]
     if stage == "skill_posterior" and cfg.get("skill_model"):
         base.append(f"skill_model={cfg.skill_model}")
-    return base + [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+    if stage == "flat_prior" and cfg.get("prior_data"):
+        base.append(f"prior_data={cfg.prior_data}")
+    own = [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+    if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
+        base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
+        if finetuned(cfg, stage):  # the play-trained model it starts from gets the same overrides
+            base.append(f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]")
+    return base + own
 
 
 def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
@@ -116,13 +142,14 @@ def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
 
 
 def stage_run_dir(cfg: DictConfig, stage: str) -> Path:
-    """Where stage ``stage`` made for the run trains: ``<run dir>/stages/<stage>`` (or, outside a Hydra
-    run, under ``<data_dir>/stage_runs``)."""
+    """Where stage ``stage`` made for the run trains: ``<run dir>/stages/<stage>`` (``<stage>-demos`` for a
+    fine-tuned one, :func:`finetuned`; outside a Hydra run, under ``<data_dir>/stage_runs``)."""
     from hydra.core.hydra_config import HydraConfig
 
+    name = f"{stage}-demos" if finetuned(cfg, stage) else stage
     if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir) / "stages" / stage
-    return Path(cfg.data_dir) / "stage_runs" / f"{stage}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
+        return Path(HydraConfig.get().runtime.output_dir) / "stages" / name
+    return Path(cfg.data_dir) / "stage_runs" / f"{name}-{cfg.suite.name}-{cfg.obs_type}-seed{cfg.seed}"
 
 
 def missing_stages(cfg: DictConfig, inputs: tuple[str, ...]) -> list[str]:
@@ -198,6 +225,20 @@ def demo_discriminator(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
     sizes = saved["config"]["agent"]
     return {"net": saved["agent"]["net"], "normalizer": saved["agent"]["normalizer"],
             "hidden_dim": int(sizes["hidden_dim"]), "hidden_depth": int(sizes["hidden_depth"])}
+
+
+def flat_prior_spec(saved: dict[str, Any]) -> dict[str, Any]:
+    """An exported ``flat_prior`` weights file's contents (:func:`polytask.training.weights.read_weights`)
+    as the agent input ``flat_prior``: ``{"model": GaussianActor state dict, hidden_dim, hidden_depth,
+    log_std_bounds}``."""
+    sizes = saved["config"]["agent"]
+    return {"model": saved["agent"]["model"], "hidden_dim": int(sizes["hidden_dim"]),
+            "hidden_depth": int(sizes["hidden_depth"]), "log_std_bounds": [float(b) for b in sizes["log_std_bounds"]]}
+
+
+def flat_prior(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
+    """The flat prior (SAC's actor network and its sizes) of the run's ``flat_prior`` stage."""
+    return flat_prior_spec(stage_weights(cfg, "flat_prior"))
 
 
 def extract_model(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:

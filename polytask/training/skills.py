@@ -136,12 +136,18 @@ class SkillPriorTrainer(WindowTrainer):
             DatasetError: as :func:`load_or_make_play`.
         """
         require_features(cfg.agent.name, cfg.obs_type)
-        train, heldout, agent = split_play_and_make_agent(cfg)
+        train, heldout, agent = cls.split_data_and_make_agent(cfg)
         buffers = [DemoBuffer({0: eps}, ("state",), seed=cfg.seed) for eps in (train, heldout)]
-        log.info(f"Play data: {len(buffers[0])} steps in {len(train)} episodes for training, {len(buffers[1])} in "
+        log.info(f"Training data: {len(buffers[0])} steps in {len(train)} episodes for training, {len(buffers[1])} in "
                  f"{len(heldout)} held out")
         agent.fit_dataset(buffers[0].obs["state"], buffers[0].action)
         return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers)
+
+    @classmethod
+    def split_data_and_make_agent(cls, cfg: DictConfig) -> tuple[list[Episode], list[Episode], Any]:
+        """The training and held-out episodes and the agent: the play data's
+        (:func:`split_play_and_make_agent`)."""
+        return split_play_and_make_agent(cfg)
 
     def heldout_metrics(self) -> dict[str, float]:
         """The agent's loss terms on the fixed held-out windows (``agent.score``), in eval mode."""

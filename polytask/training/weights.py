@@ -174,11 +174,37 @@ def _restrict_to_task(agent, what: str, tasks: list[str], task: str) -> None:
     agent.restrict_to_task(tasks.index(task))
 
 
-def skill_model_path(cfg: DictConfig) -> Path:
-    """Where a skill-prior run exports its skill model: ``<data_dir>/weights/skill_prior/<suite>/
-    play-<obs_type>-seed<seed>[-<settings>].pt`` (``settings``: ``cfg.weights_tag`` for the skill-prior
-    run itself; left out when another stage looks it up, which then takes the one file with other
-    settings through :func:`find_weights`)."""
-    settings = str(cfg.get("weights_tag") or "") if cfg.agent.name == "skill_prior" else ""
+def play_weights_path(cfg: DictConfig, stage: str, own: bool = False) -> Path:
+    """Where a stage trained on the suite's play data (``skill_prior``, ``extract_skill``, ``flat_prior``)
+    exports its weights: ``<data_dir>/weights/<stage>/<suite>/play-<obs_type>-seed<seed>[-<settings>].pt``
+    (``settings``: ``cfg.weights_tag`` when ``own``, for the stage's run itself; left out when another run
+    looks it up, which then takes the one file with other settings through :func:`find_weights`)."""
+    settings = str(cfg.get("weights_tag") or "") if own else ""
     name = f"play-{cfg.obs_type}-seed{cfg.seed}{'-' if settings else ''}{settings}.pt"
-    return Path(cfg.data_dir) / "weights" / "skill_prior" / cfg.suite.name / name
+    return Path(cfg.data_dir) / "weights" / stage / cfg.suite.name / name
+
+
+def skill_model_path(cfg: DictConfig) -> Path:
+    """Where a skill-prior run exports its skill model (:func:`play_weights_path` of ``skill_prior``, with the
+    run's settings when the run is a skill-prior run)."""
+    return play_weights_path(cfg, "skill_prior", own=cfg.agent.name == "skill_prior")
+
+
+#: what a flat prior is trained on (``prior_data``): the suite's play data, or the run's demos
+PRIOR_DATA = ("play", "demos")
+
+
+def flat_prior_path(cfg: DictConfig, own: bool = False) -> Path:
+    """Where the flat prior of the run's ``prior_data`` goes: on play data :func:`play_weights_path`; on
+    the demos the demos convention of :func:`weights_path` (``<tasks>-<obs_type>-d<N>-seed<seed>.pt``).
+    ``own``: the flat-prior run's own file (with its settings); else the file another run looks for.
+
+    Raises:
+        ConfigError: for a ``prior_data`` other than ``play`` or ``demos``.
+    """
+    data = cfg.get("prior_data", "play")
+    if data not in PRIOR_DATA:
+        raise ConfigError(f"prior_data must be one of {PRIOR_DATA}, got {data!r}")
+    if data == "play":
+        return play_weights_path(cfg, "flat_prior", own)
+    return weights_path(cfg) if own else weights_path(cfg, agent="flat_prior")

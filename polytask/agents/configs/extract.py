@@ -25,9 +25,13 @@ class ExtractSkillConfig(AgentConfig):
     max_skill_len: int = option(30, "acting: the longest plan decoded (the longest segment)")
     progress_done: float = option(0.9, "acting: a plan ends at the first step whose predicted progress reaches this")
     eval_mean_skill: bool = option(False, "true: act with the most likely skill and the prior's mean argument")
+    finetune_on: str | None = option(None, "demos: start from the play-trained model (extract_model) and train on "
+                                     "the run's demos, labelled with its skills; null: train on the play data",
+                                     "finetune_on")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.finetune_on in (None, "demos"), f"finetune_on must be null or demos, got {self.finetune_on!r}")
         for key in ("num_skills", "z_dim", "max_skill_len"):
             require(getattr(self, key) >= 1, f"agent.{key} must be >= 1, got {getattr(self, key)}")
         require(self.z_bound > 0, f"agent.z_bound must be > 0, got {self.z_bound}")
