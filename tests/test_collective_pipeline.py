@@ -55,8 +55,6 @@ def test_missing_inputs_fail_with_the_command_that_makes_them(tmp_path):
         run(tmp_path, "train_worker")
     with pytest.raises(PolyTaskError, match="random_prob"):
         run(tmp_path, "record", "collective.random_prob=1.5")
-    with pytest.raises(PolyTaskError, match=r"collective.embedding='last'.*window, episode_mean"):
-        run(tmp_path, "distill_collective", "collective.embedding=last")
     # as a script: the message and the command, no traceback
     p = run_script("train_collective.py", "mode=distill_collective", TASKS, f"data_dir={tmp_path / 'data'}",
                    f"hydra.run.dir={tmp_path / 'script'}", DEVICE)
@@ -97,7 +95,7 @@ def test_record_transformer_collective_evaluate_in_sequence(tmp_path):
 
     distilled = run(tmp_path, "distill_collective", "collective.random_prob=0.5")
     assert distilled["labelled_steps"] == 2 * 3 * 50 and np.isfinite(distilled["distill_loss"])
-    assert load_checkpoint(collective_file(cfg))["collective"]["embedding"] == "episode_mean"  # the default
+    assert collective_file(cfg).exists()
 
     results = run(tmp_path, "evaluate", "collective.random_prob=0.5")
     for task in ("reach", "drawer-close"):
@@ -120,17 +118,14 @@ def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5) ->
             "actor": module_state(CollectiveActor(**a_kwargs), a_kwargs)}
 
 
-@pytest.mark.parametrize("kind", ["window", "episode_mean"])
-def test_embedding_wrapper_sees_the_windows_the_actor_is_distilled_on(kind):
+def test_embedding_wrapper_sees_the_windows_the_actor_is_distilled_on():
     """At every step the wrapper's embedding is the transformer's embedding of the window ending at that
-    state (``episode_mean``: the running mean of those since the reset), exactly as distill_collective
-    computes it from the recorded episode."""
-    from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, episode_mean
-    from polytask.collective.windows import last_window
+    state, exactly as distill_collective computes it from the recorded episode."""
+    from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding
     from polytask.suites.metaworld import make
     from polytask.training.collective_fit import step_windows
 
-    collective = Collective({**_tiny_collective(), "embedding": kind})
+    collective = Collective(_tiny_collective())
     env = TrajectoryEmbedding(make("reach", episode_len=30), collective)
     obs, _ = env.reset(seed=0)
     states, actions, rewards, embs = [obs["state"]], [], [], [obs[EMBEDDING_KEY]]
@@ -144,24 +139,9 @@ def test_embedding_wrapper_sees_the_windows_the_actor_is_distilled_on(kind):
         embs.append(obs[EMBEDDING_KEY])
     assert env.observation_space[EMBEDDING_KEY].shape == (6,)
     windows = step_windows((0, np.stack(states), np.stack(actions), np.asarray(rewards, np.float32)), 5)
-    expected = np.stack([collective.embed({k: v[t] for k, v in windows.items()}) for t in range(12)])
-    if kind == "episode_mean":
-        expected = episode_mean(expected)
-    np.testing.assert_allclose(np.stack(embs[:12]), expected, atol=1e-5)
+    expected = [collective.embed({k: v[t] for k, v in windows.items()}) for t in range(12)]
+    np.testing.assert_allclose(np.stack(embs[:12]), np.stack(expected), atol=1e-5)
     assert not np.allclose(embs[0], embs[8])  # the embedding follows the trajectory
-    obs, _ = env.reset(seed=1)  # a new episode starts a new mean
-    np.testing.assert_allclose(obs[EMBEDDING_KEY], collective.embed(last_window([obs["state"]], [], [], 5, 4)),
-                               atol=1e-5)
-
-
-def test_episode_mean_and_unknown_embedding_kind():
-    from polytask.collective.policy import Collective, episode_mean
-    from polytask.errors import ConfigError
-
-    e = np.array([[1.0, 0.0], [3.0, 2.0], [2.0, 4.0]], np.float32)
-    np.testing.assert_allclose(episode_mean(e), [[1.0, 0.0], [2.0, 1.0], [2.0, 2.0]])
-    with pytest.raises(ConfigError, match="embedding='last'"):
-        Collective({**_tiny_collective(), "embedding": "last"})
 
 
 def _batch(n: int = 8) -> dict:

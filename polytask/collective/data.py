@@ -28,7 +28,6 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig
 
-from polytask.collective.policy import EMBEDDING_KINDS
 from polytask.data.collect import rollout
 from polytask.data.demos import DatasetError, Episode, dataset_path, load_episodes, read_metadata
 from polytask.errors import ConfigError
@@ -52,7 +51,7 @@ def check_collective_options(cfg: DictConfig) -> None:
     """Check ``cfg.collective`` before any work.
 
     Raises:
-        ConfigError: for an unknown teacher, data or embedding kind, a random_prob outside [0, 1], another suite
+        ConfigError: for an unknown teacher or data kind, a random_prob outside [0, 1], another suite
             than Meta-World or pixels (the collective acts on state features).
     """
     c = cfg.collective
@@ -60,8 +59,6 @@ def check_collective_options(cfg: DictConfig) -> None:
         raise ConfigError(f"collective.teacher={c.teacher!r}: use one of {', '.join(TEACHERS)}")
     if c.data not in DATA_KINDS:
         raise ConfigError(f"collective.data={c.data!r}: use one of {', '.join(DATA_KINDS)}")
-    if c.embedding not in EMBEDDING_KINDS:
-        raise ConfigError(f"collective.embedding={c.embedding!r}: use one of {', '.join(EMBEDDING_KINDS)}")
     if not 0.0 <= float(c.random_prob) <= 1.0:
         raise ConfigError(f"collective.random_prob={c.random_prob}: a probability in [0, 1]")
     if cfg.suite.name != "metaworld" or cfg.obs_type != "features":

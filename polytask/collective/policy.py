@@ -14,21 +14,6 @@ from polytask.errors import ConfigError
 
 #: the observation key :class:`TrajectoryEmbedding` adds: float32 (E,)
 EMBEDDING_KEY = "collective_embedding"
-#: what the collective actor is conditioned on (``collective.embedding``): ``window``, the embedding of the
-#: last W steps; ``episode_mean``, the mean of those embeddings over the episode so far (:func:`episode_mean`)
-EMBEDDING_KINDS = ("window", "episode_mean")
-
-
-def episode_mean(embeddings: np.ndarray) -> np.ndarray:
-    """Running mean over one episode: row t is the mean of rows 0..t of ``embeddings`` float32 (T, E).
-
-    The window embedding of step t encodes the last W−1 executed actions, so an actor conditioned on it
-    can predict a_t from a_{t−1} (copying its own past actions, which compounds its errors at run time);
-    the episode's running mean keeps what identifies the task and averages the step-to-step detail out.
-    """
-    embeddings = np.asarray(embeddings, np.float32)
-    return (np.cumsum(embeddings, axis=0, dtype=np.float64)
-            / np.arange(1, len(embeddings) + 1)[:, None]).astype(np.float32)
 
 
 def module_state(module: torch.nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +36,8 @@ class Collective:
 
     Args:
         state: the plain-data form (:meth:`state_dict`): ``transformer`` and ``actor`` (each
-            ``{"kwargs", "state"}``, :func:`module_state`); ``actor`` may be None (a transformer alone);
-            ``embedding``: one of :data:`EMBEDDING_KINDS`, what the actor was distilled on (``window``
-            when absent).
+            ``{"kwargs", "state"}``, :func:`module_state`); ``actor`` may be None (a transformer alone).
         device: torch device.
-
-    Raises:
-        ConfigError: for an unknown ``embedding``.
     """
 
     def __init__(self, state: dict[str, Any], device: torch.device | str = "cpu"):
@@ -70,10 +50,6 @@ class Collective:
         self.actor = build_module(CollectiveActor, state["actor"], self.device) if state.get("actor") else None
         self.window, self.embed_dim = self.transformer.window, self.transformer.cls_dim
         self.obs_dim, self.action_dim = self.transformer.obs_dim, self.transformer.action_dim
-        self.embedding = str(state.get("embedding", "window"))
-        if self.embedding not in EMBEDDING_KINDS:
-            raise ConfigError(f"collective weights with embedding={self.embedding!r}: expected one of "
-                              f"{', '.join(EMBEDDING_KINDS)}")
 
     def state_dict(self) -> dict[str, Any]:
         """The plain-data form this collective was made from (tensors and plain values only)."""
@@ -101,8 +77,7 @@ class Collective:
 class TrajectoryEmbedding(gym.Wrapper):
     """Adds ``obs["collective_embedding"]`` float32 (E,): the collective's transformer embedding of
     the episode's last W states (the current one last), W−1 actions and rewards, left-padded at the
-    episode start (:func:`polytask.collective.windows.last_window`), or for a collective distilled on
-    ``episode_mean`` the mean of those embeddings over the episode so far. The wrapped env's observations
+    episode start (:func:`polytask.collective.windows.last_window`). The wrapped env's observations
     must hold ``state`` (D,); the window's rewards are the env's own (``info["env_reward"]`` where a
     reward wrapper such as :class:`~polytask.suites.wrappers.SparseReward` changed them), as recorded.
     """
@@ -116,23 +91,17 @@ class TrajectoryEmbedding(gym.Wrapper):
         self._obs: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
         self._rewards: list[float] = []
-        self._sum, self._count = np.zeros(collective.embed_dim, np.float64), 0
 
     def _with_embedding(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from polytask.collective.windows import last_window
 
         window = last_window(self._obs, self._actions, self._rewards, self.collective.window,
                              self.collective.action_dim)
-        embedding = self.collective.embed(window)
-        if self.collective.embedding == "episode_mean":
-            self._sum, self._count = self._sum + embedding, self._count + 1
-            embedding = self._sum / self._count
-        return {**obs, EMBEDDING_KEY: np.asarray(embedding, np.float32)}
+        return {**obs, EMBEDDING_KEY: self.collective.embed(window).astype(np.float32)}
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self._obs, self._actions, self._rewards = [obs["state"]], [], []
-        self._sum, self._count = np.zeros(self.collective.embed_dim, np.float64), 0
         return self._with_embedding(obs), info
 
     def step(self, action):

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.collective.data import command, episode_tuples, load_task_data, split_held_out
-from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, episode_mean, module_state
+from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from polytask.training.collective import collective_file, collective_tasks, make_teacher, read_collective, task_env
@@ -138,11 +138,9 @@ def step_windows(episode: tuple, window: int) -> dict[str, np.ndarray]:
 
 def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """``mode=distill_collective``: every step of every task's episodes embedded by the frozen transformer
-    (the window ending at that step; with ``collective.embedding=episode_mean`` the running mean of those
-    over the episode, :func:`~polytask.collective.policy.episode_mean`), then the collective actor trained on
-    [embedding, state] against the teachers' labels with :func:`~polytask.nets.collective.distill_loss`
-    (``distill.steps`` batches). Writes the collective's file (transformer + actor and the embedding kind,
-    :func:`collective_file`) and returns the last loss."""
+    (the window ending at that step), then the collective actor trained on [embedding, state] against the
+    teachers' labels with :func:`~polytask.nets.collective.distill_loss` (``distill.steps`` batches).
+    Writes the collective's file (transformer + actor, :func:`collective_file`) and returns the last loss."""
     from polytask.collective.training import embed_windows
     from polytask.nets.collective import CollectiveActor, distill_loss
 
@@ -152,8 +150,7 @@ def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     tasks, data, meta = _task_data(cfg)
     embeddings, states, means, log_stds = [], [], [], []
     for episode in episode_tuples(data):
-        embedded = embed_windows(transformer.transformer, step_windows(episode, transformer.window))
-        embeddings.append(episode_mean(embedded) if cfg.collective.embedding == "episode_mean" else embedded)
+        embeddings.append(embed_windows(transformer.transformer, step_windows(episode, transformer.window)))
         states.append(episode[1][:-1])
     for eps in data:
         means += [ep.infos["mean"] for ep in eps]
@@ -183,8 +180,7 @@ def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     saved = transformer.state_dict()
     path = collective_file(cfg)
     teacher_success = {t: m.get("teacher_success") for t, m in zip(tasks, meta)}
-    atomic_torch_save({"collective": {"transformer": saved["transformer"], "actor": module_state(actor, kwargs),
-                                      "embedding": str(cfg.collective.embedding)},
+    atomic_torch_save({"collective": {"transformer": saved["transformer"], "actor": module_state(actor, kwargs)},
                        "tasks": tasks, "teacher_success": teacher_success,
                        "config": OmegaConf.to_container(cfg, resolve=True)}, path)
     log.info(f"Collective actor: {len(x_state)} labelled steps, loss {loss.item():.4f} ({seconds:.0f}s) -> {path}")
