@@ -160,6 +160,24 @@ def test_skild_maze_recipe_sets_suite_task_and_the_tuned_options():
     assert "agent.beta=1e-3" in cfg.stage_overrides.skill_prior
 
 
+@pytest.mark.parametrize("recipe, agent", [("skild_kitchen", "skild"), ("spirl_kitchen", "spirl")])
+def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(recipe, agent):
+    """recipe=skild_kitchen / spirl_kitchen: the target is the sequence kitchen play excludes, with the
+    kitchen settings of SPiRL/SkiLD (critic 5 x 256; SkiLD's temperatures fixed, SPiRL's toward 5 nats)."""
+    from polytask.training.inputs import check_agent_options
+
+    cfg = compose_cfg(f"recipe={recipe}")
+    assert cfg.agent.name == agent and cfg.suite.name == "kitchen" and cfg.obs_type == "features"
+    assert list(cfg.suite.task) == list(cfg.suite.play.exclude) == ["microwave-kettle-light-slide"]
+    options = check_agent_options(cfg.agent)
+    assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
+    if agent == "skild":
+        assert options.target_divergence is None and options.target_divergence_q is None
+        assert options.init_temperature == options.init_temperature_q == 0.1 and cfg.num_demos_per_task == 20
+    else:
+        assert options.target_divergence == 5.0
+
+
 def test_missing_dataset_exits_with_command(tmp_path):
     p = run_script("train.py", f"data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}",
                    "collect_missing_demos=false", "suite/metaworld_task=hammer")
