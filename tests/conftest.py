@@ -90,6 +90,26 @@ def torch_round_trip(obj):
     return torch.load(f, weights_only=True)
 
 
+def state_batch(n: int, state_dim: int, action_dim: int, seed: int = 0) -> dict:
+    """A random replay batch of ``n`` state-feature transitions, as ``ReplayBuffer.sample`` gives them:
+    ``obs``/``next_obs`` ``{"state": float32 (n, state_dim)}`` ~ N(0, 1), ``action`` float32
+    (n, action_dim) uniform in [-1, 1], ``reward`` float32 (n,) uniform in [0, 1], ``discount`` 0.99."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": {"state": torch.randn(n, state_dim, generator=g)},
+            "next_obs": {"state": torch.randn(n, state_dim, generator=g)},
+            "action": torch.rand(n, action_dim, generator=g) * 2 - 1, "reward": torch.rand(n, generator=g),
+            "discount": torch.full((n,), 0.99)}
+
+
+def diag_normal(mean, log_std):
+    """``torch.distributions`` diagonal Gaussian over the last dimension (the reference for analytic KLs)."""
+    from torch.distributions import Independent, Normal
+
+    return Independent(Normal(mean, log_std.exp()), 1)
+
+
 def online_run_args(run_dir: Path, data_dir: Path, agent: str, task: str) -> list[str]:
     """Overrides of a tiny online run (``agent`` from the env reward on Meta-World ``task``, features,
     small nets and batches, checkpoints every 100 steps); add ``num_train_steps`` and the like."""

@@ -7,15 +7,13 @@ import torch
 from polytask.agents.drqv2 import DrQV2Agent
 from polytask.agents.sac import SACAgent
 from polytask.utils import metric_floats
+from tests.conftest import state_batch
 
 B, D, A = 32, 5, 2
 
 
 def _batch(seed):
-    g = torch.Generator().manual_seed(seed)
-    return {"obs": {"state": torch.randn(B, D, generator=g)}, "next_obs": {"state": torch.randn(B, D, generator=g)},
-            "action": torch.rand(B, A, generator=g) * 2 - 1, "reward": torch.rand(B, generator=g),
-            "discount": torch.full((B,), 0.99)}
+    return state_batch(B, D, A, seed)
 
 
 def _run(make, compile):

@@ -4,7 +4,7 @@ variant's KL and loss, the entropy variant's SAC update, and the flat prior made
 
 import pytest
 import torch
-from torch.distributions import Independent, Normal, TransformedDistribution, kl_divergence
+from torch.distributions import Normal, TransformedDistribution, kl_divergence
 from torch.distributions.transforms import TanhTransform
 
 from polytask.agents.base import Agent
@@ -14,7 +14,7 @@ from polytask.data.buffer import DemoBuffer
 from polytask.errors import ConfigError
 from polytask.training.skill_inputs import flat_prior_spec, missing_stages, stage_file, stage_path
 from polytask.training.weights import read_weights
-from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
+from tests.conftest import DEVICE, compose_cfg, diag_normal, exported_weights, run_script, state_batch
 
 pytest.importorskip("gymnasium_robotics")
 
@@ -31,14 +31,7 @@ def _spec(prior: FlatPriorAgent) -> dict:
 
 
 def _batch(n=64, seed=0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"obs": {"state": torch.randn(n, D, generator=g)}, "next_obs": {"state": torch.randn(n, D, generator=g)},
-            "action": torch.rand(n, A, generator=g) * 2 - 1, "reward": torch.rand(n, generator=g),
-            "discount": torch.full((n,), 0.99)}
-
-
-def _normal(mean, log_std):
-    return Independent(Normal(mean, log_std.exp()), 1)
+    return state_batch(n, D, A, seed)
 
 
 def test_nll_is_the_tanh_gaussian_likelihood():
@@ -102,7 +95,7 @@ def test_kl_to_prior_loss_matches_torch_distributions():
     torch.manual_seed(3)
     mean, log_std = agent.actor(x)
     action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-    kl = kl_divergence(_normal(mean, log_std), _normal(*agent.prior(x)))
+    kl = kl_divergence(diag_normal(mean, log_std), diag_normal(*agent.prior(x)))
     assert kl.min() > 0
     expected = (0.5 * kl - torch.min(*agent.critic(x, action)).squeeze(-1)).mean()
     torch.manual_seed(3)

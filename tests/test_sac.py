@@ -12,16 +12,13 @@ from polytask.errors import ConfigError
 from polytask.nets.mlp import GaussianActor
 from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
-from tests.conftest import DEVICE, exported_weights, online_run_args, run_script, torch_round_trip
+from tests.conftest import DEVICE, exported_weights, online_run_args, run_script, state_batch, torch_round_trip
 
 SHAPES = {"state": (39,)}
 
 
 def _batch(n=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"obs": {"state": torch.randn(n, 39, generator=g)}, "next_obs": {"state": torch.randn(n, 39, generator=g)},
-            "action": torch.rand(n, 4, generator=g) * 2 - 1, "reward": torch.rand(n, generator=g),
-            "discount": torch.full((n,), 0.99)}
+    return state_batch(n, 39, 4, seed)
 
 
 def test_squashed_gaussian_log_prob_matches_torch_distribution():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from polytask.agents.skill_rl import SkiLDAgent, SkillSACAgent
 from polytask.agents.skills import DemoDiscriminatorAgent, SkillPosteriorAgent, SkillPriorAgent
@@ -19,7 +19,16 @@ from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
 from polytask.training.skill_inputs import missing_stages, stage_file, stage_path
 from polytask.utils import atomic_torch_save
-from tests.conftest import DEVICE, ROOT, compose_cfg, exported_weights, kill_after_first_checkpoint, run_script
+from tests.conftest import (
+    DEVICE,
+    ROOT,
+    compose_cfg,
+    diag_normal,
+    exported_weights,
+    kill_after_first_checkpoint,
+    run_script,
+    state_batch,
+)
 
 D, A, Z = 4, 2, 10
 SIZES = {"z_dim": Z, "horizon": 10, "hidden_dim": 32, "hidden_depth": 2}
@@ -44,14 +53,7 @@ def _skild_inputs(seed=0) -> dict:
 
 
 def _batch(n=64, seed=0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"obs": {"state": torch.randn(n, D, generator=g)}, "next_obs": {"state": torch.randn(n, D, generator=g)},
-            "action": torch.rand(n, Z, generator=g) * 2 - 1, "reward": torch.rand(n, generator=g),
-            "discount": torch.full((n,), 0.99)}
-
-
-def _normal(mean, log_std):
-    return Independent(Normal(mean, log_std.exp()), 1)
+    return state_batch(n, D, Z, seed)
 
 
 def test_actor_loss_is_kl_regularised_and_pulls_the_policy_to_the_prior():
@@ -65,7 +67,7 @@ def test_actor_loss_is_kl_regularised_and_pulls_the_policy_to_the_prior():
     torch.manual_seed(3)
     mean, log_std = agent.actor(x)
     action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-    kl = kl_divergence(_normal(mean, log_std), _normal(*agent.prior(x)))
+    kl = kl_divergence(diag_normal(mean, log_std), diag_normal(*agent.prior(x)))
     expected = (0.5 * kl - torch.min(*agent.critic(x, action)).squeeze(-1)).mean()
     torch.manual_seed(3)
     metrics = agent._update_actor_and_alpha(_batch()["obs"], x)
@@ -90,7 +92,7 @@ def test_prior_kl_is_clipped_where_the_prior_is_extremely_narrow():
         x[::2] *= 1e4
         agent.prior.net[-1].bias[Z:].fill_(-10.0)
     mean, log_std = agent.actor(x)
-    raw = kl_divergence(_normal(mean, log_std), _normal(*agent.prior(x)))
+    raw = kl_divergence(diag_normal(mean, log_std), diag_normal(*agent.prior(x)))
     kl = agent.divergences(x, mean, log_std)["prior"]
     assert raw.max().item() > 1e6 and kl.max().item() == pytest.approx(50.0)
     torch.testing.assert_close(kl[raw < 50], raw[raw < 50])
@@ -127,8 +129,8 @@ def test_skild_reward_and_kl_split():
     x = agent._actor_input(obs)
     mean, log_std = agent.actor(x)
     reg, divs, weights = agent.regulariser(obs, x, mean, log_std)
-    kl_p = kl_divergence(_normal(mean, log_std), _normal(*agent.prior(x)))
-    kl_q = kl_divergence(_normal(mean, log_std), _normal(*agent.posterior(x)))
+    kl_p = kl_divergence(diag_normal(mean, log_std), diag_normal(*agent.prior(x)))
+    kl_q = kl_divergence(diag_normal(mean, log_std), diag_normal(*agent.posterior(x)))
     torch.testing.assert_close(weights["posterior"], d)
     torch.testing.assert_close(reg.squeeze(-1), 0.2 * (1 - d) * kl_p + 0.05 * d * kl_q, rtol=1e-4, atol=1e-5)
     imitation = SkiLDAgent({"state": (D,)}, A, "features", hidden_dim=32, imitation=True, **_skild_inputs())
