@@ -41,7 +41,7 @@ from polytask.agents.extract import ExtractModel
 from polytask.agents.frozen import freeze
 from polytask.agents.qlearning import actor_step, adam, update_twin_critic
 from polytask.agents.sac import SACAgent
-from polytask.agents.skill_rl import temperature_steps
+from polytask.agents.skill_rl import clip_kl, temperature_steps
 from polytask.nets.mlp import mlp, orthogonal_init, soft_update
 from polytask.nets.skills import gaussian_kl, gaussian_nll, rsample
 from polytask.suites.skills import HybridSkillWrapper
@@ -214,9 +214,7 @@ class ExtractSACAgent(SACAgent):
         prior_log_pk, prior_mean, prior_log_std = self.distributions(x, policy=False)
         probs = log_pk.exp()
         kl_d = (probs * (log_pk - prior_log_pk)).sum(-1)
-        kl_z = gaussian_kl(mean, log_std, prior_mean, prior_log_std)
-        if self.cfg.argument_kl_clip is not None:
-            kl_z = kl_z.clamp(max=self.cfg.argument_kl_clip)
+        kl_z = clip_kl(gaussian_kl(mean, log_std, prior_mean, prior_log_std), self.cfg.argument_kl_clip)
         return probs, kl_d, kl_z, torch.tanh(rsample(mean, log_std))
 
     def soft_value(self, critic: SkillCritic, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

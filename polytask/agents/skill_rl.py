@@ -80,7 +80,7 @@ def temperature_steps(divs: dict[str, torch.Tensor], weights: dict[str, torch.Te
 
 
 def clip_kl(kl: torch.Tensor, clip: float | None) -> torch.Tensor:
-    """``min(KL, clip)`` per state (float32 (B,), nats); ``clip=None`` leaves it. A state whose KL is
+    """``min(KL, clip)`` elementwise (nats; float32 (B,) or (B, K)); ``clip=None`` leaves it. A state whose KL is
     clipped gets no gradient from the term: there the reference (a prior or posterior fitted offline)
     is so narrow that its KL would swamp the loss (a deviation from SPiRL/SkiLD, see the options)."""
     return kl if clip is None else kl.clamp(max=clip)

@@ -428,15 +428,19 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         raise ValueError(f"need 1 <= min_subtasks <= max_subtasks <= {len(pool)}, got {min_subtasks}, {max_subtasks}")
     excluded = {tuple(subtasks_of(seq)) for seq in exclude or ()}
     rng = np.random.default_rng(seed)
+
+    def draw() -> list[str]:
+        return [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+
     every = "-".join(short for short, name in SHORT_NAMES.items() if name in SUBTASKS)
     env = make(every, obs_type, seed=seed, obs_noise=False, terminate_on_success=False, episode_len=episode_len,
                **(env_options or {}))
     kitchen = env.unwrapped
     try:
         for i in range(num_episodes):
-            order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+            order = draw()
             while tuple(order) in excluded:
-                order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+                order = draw()
             controller = KitchenController(kitchen.model, kitchen.data, order, rng=rng,
                                            waypoint_noise=waypoint_noise, action_noise=action_noise)
             labels: list[int] = []
