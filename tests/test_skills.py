@@ -21,8 +21,10 @@ from polytask.data.demos import DatasetError
 from polytask.errors import ConfigError
 from polytask.nets.skills import gaussian_kl, gaussian_nll
 from polytask.suites.skills import SkillWrapper
+from polytask.training.skill_inputs import skill_posterior, stage_path
 from polytask.training.skills import SkillPosteriorTrainer, labelled_batch, load_or_make_play
 from polytask.training.weights import skill_model_path
+from polytask.utils import atomic_torch_save
 from tests.conftest import DEVICE, compose_cfg, exported_weights, run_script
 
 pytest.importorskip("gymnasium_robotics")
@@ -186,6 +188,34 @@ def test_skill_prior_stage_end_to_end(tmp_path):
                                           r"\{'z_dim': 10, 'horizon': 10, 'hidden_dim': 32, 'hidden_depth': 3\}"):
         SkillPosteriorTrainer.from_config(cfg, tmp_path / "posterior")
 
+
+
+def test_skild_refuses_a_posterior_trained_on_another_skill_model(tmp_path):
+    """SkiLD acts through the posterior's copy of the skill model: a posterior whose copy differs from the
+    run's skill model (the suite's skill_prior file, or skill_model=<file>) is refused with the command
+    that trains a matching one; a matching one is taken."""
+    cfg = compose_cfg("agent=skild", "suite=maze", f"data_dir={tmp_path}", "num_demos_per_task=1", "device=cpu")
+    sizes = {"z_dim": 2, "horizon": 3, "hidden_dim": 4, "hidden_depth": 1}
+
+    def write(stage, path, model, **extra):
+        atomic_torch_save({"agent_name": stage, "config": {"agent": sizes}, "agent": {"model": model, **extra}}, path)
+
+    posterior_file = stage_path(cfg, "skill_posterior")
+    write("skill_posterior", posterior_file, {"w": torch.zeros(2)}, posterior={"p": torch.ones(1)})
+    prior_file = stage_path(cfg, "skill_prior")
+    write("skill_prior", prior_file, {"w": torch.ones(2)})
+    prior = re.escape(str(prior_file))
+    with pytest.raises(ConfigError, match=rf"(?s)trained on another skill model than {prior}.*"
+                                          rf"python train\.py agent=skill_posterior .* skill_model={prior}"):
+        skill_posterior(cfg, None)
+    write("skill_prior", prior_file, {"w": torch.zeros(2)})  # the model the posterior was trained on
+    spec = skill_posterior(cfg, None)
+    assert torch.equal(spec["posterior"]["p"], torch.ones(1)) and spec["z_dim"] == 2
+    other = tmp_path / "other.pt"  # a skill model named on the command line is the one compared
+    write("skill_prior", other, {"w": torch.full((2,), 3.0)})
+    cfg.skill_model = str(other)
+    with pytest.raises(ConfigError, match="trained on another skill model"):
+        skill_posterior(cfg, None)
 
 @pytest.mark.slow
 def test_skild_stages_find_the_skill_model_and_the_data(tmp_path):

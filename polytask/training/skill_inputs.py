@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.errors import ConfigError
@@ -214,9 +215,49 @@ def skill_model(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
     return skill_spec(stage_weights(cfg, "skill_prior"))
 
 
+def run_skill_model_file(cfg: DictConfig) -> Path | None:
+    """The skill model file the run names (``skill_model=<file>``) or finds by convention (the one
+    ``skill_prior`` file of the suite); None when there is none, or several with other settings."""
+    if cfg.get("skill_model"):
+        return Path(cfg.skill_model)
+    try:
+        path = find_weights(stage_path(cfg, "skill_prior"))
+    except ConfigError:
+        return None
+    return path if path.exists() else None
+
+
+def check_posterior_skill_model(cfg: DictConfig, posterior: dict[str, Any], posterior_file: Path) -> None:
+    """Refuse a skill posterior trained on another skill model than the run's (:func:`run_skill_model_file`):
+    SkiLD acts through the posterior's own copy of the skill model, so a retrained or named skill model
+    would otherwise be ignored without a word.
+
+    Raises:
+        ConfigError: if the two models' tensors differ; the message gives the command that trains a
+            posterior on the run's skill model.
+    """
+    path = run_skill_model_file(cfg)
+    if path is None:
+        return
+    model = read_weights(path, how_to_make=stage_command(cfg, "skill_prior"))["agent"]["model"]
+    own = posterior["agent"]["model"]
+    if model.keys() == own.keys() and all(torch.equal(model[k], own[k].to(model[k].device)) for k in model):
+        return
+    raise ConfigError(f"The skill posterior at {posterior_file} was trained on another skill model than {path}. Train "
+                      f"one on it with:\n  {stage_command(cfg, 'skill_posterior')} skill_model={path}\nand pass its "
+                      f"file as skill_posterior=<file> (or delete {posterior_file} to have it made first)")
+
+
 def skill_posterior(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
-    """SkiLD's skill posterior with the skill model it was trained on, from the ``skill_posterior`` stage."""
-    return skill_spec(stage_weights(cfg, "skill_posterior"), "posterior")
+    """SkiLD's skill posterior with the skill model it was trained on, from the ``skill_posterior`` stage,
+    checked against the run's skill model (:func:`check_posterior_skill_model`).
+
+    Raises:
+        ConfigError: as :func:`stage_weights` and :func:`check_posterior_skill_model`.
+    """
+    saved = stage_weights(cfg, "skill_posterior")
+    check_posterior_skill_model(cfg, saved, stage_file(cfg, "skill_posterior"))
+    return skill_spec(saved, "posterior")
 
 
 def demo_discriminator(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
