@@ -4,7 +4,7 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("gymnasium_robotics")
 
-from polytask.data.demos import load_episodes, write_dataset
+from polytask.data.demos import DatasetError, load_episodes, write_dataset
 from polytask.experts.kitchen import KitchenController, KitchenExpert, play_episodes
 from polytask.suites.kitchen import (
     POLYTASK6,
@@ -162,3 +162,36 @@ def test_config_builds_env_and_expert():
     env.close()
     (episode,) = instantiate(cfg.suite.play, None, seed=0, num_episodes=1, episode_len=5)
     assert len(episode) == 5 and 3 <= len(episode.extras["subtasks"]) <= 4
+
+
+def test_play_records_intended_actions_and_skill_stages_learn_from_them(tmp_path):
+    """Play episodes keep each step's noise-free action next to the executed, noisy one; with
+    suite.play_action_labels=intended (the kitchen default) the skill stages read those as the actions,
+    and play data without them is refused with the command that remakes it."""
+    from polytask.training.skills import load_or_make_play
+
+    kwargs = {"subtasks": ["light switch", "slide cabinet", "top burner"], "min_subtasks": 2, "max_subtasks": 2,
+              "episode_len": 30}
+    episodes = list(play_episodes(None, 2, seed=3, **kwargs))
+    for ep in episodes:
+        intended = ep.infos["intended_action"]
+        assert intended.shape == (30, 9) and intended.dtype == np.float32 and np.abs(intended).max() <= 1.0
+        assert 0.02 < np.abs(ep.action[:, :7] - intended[:, :7]).mean() < 0.15  # the arm's action noise (std 0.1)
+        np.testing.assert_array_equal(ep.action[:, 7:], intended[:, 7:])  # no noise on the fingers
+    (clean,) = play_episodes(None, 1, seed=3, action_noise=0.0, **kwargs)
+    np.testing.assert_array_equal(clean.action, clean.infos["intended_action"])
+    env = make("light", "features")
+    write_dataset(tmp_path, "polytask/kitchen/play-features-v0", episodes, env, "test", "play")
+    cfg = compose_cfg("agent=skill_prior", "suite=kitchen", f"data_dir={tmp_path}", "collect_missing_demos=false")
+    assert cfg.suite.play_action_labels == "intended"
+    loaded = load_or_make_play(cfg, env)
+    np.testing.assert_array_equal(loaded[1].action, episodes[1].infos["intended_action"])
+    cfg.suite.play_action_labels = "executed"
+    np.testing.assert_array_equal(load_or_make_play(cfg, env)[1].action, episodes[1].action)
+    for ep in episodes:
+        del ep.infos["intended_action"]
+    write_dataset(tmp_path, "polytask/kitchen/play-features-v0", episodes, env, "test", "play")
+    cfg.suite.play_action_labels = "intended"
+    with pytest.raises(DatasetError, match=r"(?s)no intended actions.*python collect_play\.py suite=kitchen"):
+        load_or_make_play(cfg, env)
+    env.close()

@@ -329,22 +329,25 @@ class KitchenController:
 
     def act(self, qpos_obs: np.ndarray) -> np.ndarray:
         """Action float32 (9,) in [-1, 1] for the current simulator state; ``qpos_obs`` (9,) is the
-        robot joint position the env observed (its controller adds the action to it)."""
+        robot joint position the env observed (its controller adds the action to it). The same action
+        without the ``action_noise`` is kept in ``intended_action`` (float32 (9,), clipped)."""
         wp = self._waypoint()
         action = np.empty(9)
         if wp is None:  # every script ran: hold still, fingers open
             action[:7] = self._arm_target(np.zeros(7)) - qpos_obs[:7]
             action[7:] = OPEN - qpos_obs[7:9]
-            return np.clip(action / (ACTION_SCALE * DT), -1.0, 1.0).astype(np.float32)
+            self.intended_action = np.clip(action / (ACTION_SCALE * DT), -1.0, 1.0).astype(np.float32)
+            return self.intended_action.copy()
         done = False
         if wp.track is not None:
             wp.pos, wp.rot, done = wp.track(self.scene)
         dq, dist, ang = dls_step(self.scene.model, self.scene.data, self.scene.ee, wp.pos, wp.rot, self.dofs,
                                  max_lin=wp.speed, rest=REST_POSTURE)
         action[:7] = (self._arm_target(dq, wp.lead) - qpos_obs[:7]) / (ACTION_SCALE * DT)
+        action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
+        self.intended_action = np.clip(action, -1.0, 1.0).astype(np.float32)
         if self.action_noise:
             action[:7] += self.rng.normal(0.0, self.action_noise, 7)
-        action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
         self._steps += 1
         if wp.track is None and dist < wp.tol and ang < 0.1:
             self._held += 1
@@ -412,7 +415,11 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         :class:`polytask.data.demos.Episode` with per-step ``infos`` (stored as Minari infos, the
         reset's entry repeating the first step's): ``subtask`` int64 (T,), the index into
         :data:`polytask.suites.kitchen.SUBTASKS` of the script acting at each step (-1 once every
-        script ran), and ``num_completed`` int64 (T,), subtasks completed after each step;
+        script ran), ``num_completed`` int64 (T,), subtasks completed after each step, and
+        ``intended_action`` float32 (T, 9), each step's action without the action noise (the recorded
+        ``action`` is the executed, noisy one; skill stages learn from these labels with
+        ``play.action_labels=intended``, as DART labels noisy demonstrations with the expert's intended
+        action);
         ``extras["subtasks"]`` lists the drawn sequence. ``success`` is 1.0
         after steps where every drawn subtask is done.
 
@@ -446,18 +453,24 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
             labels: list[int] = []
             completed: list[list[str]] = []
 
-            def policy(obs, controller=controller, order=order, labels=labels, completed=completed):
+            intended: list[np.ndarray] = []
+
+            def policy(obs, controller=controller, order=order, labels=labels, completed=completed,
+                       intended=intended):
                 k = controller.subtask  # the script choosing this step's action
                 labels.append(SUBTASKS.index(order[k]) if k < len(order) else -1)
                 completed.append(list(kitchen._completed))
-                return controller.act(obs["state"][:9].astype(np.float64))
+                action = controller.act(obs["state"][:9].astype(np.float64))
+                intended.append(controller.intended_action)
+                return action
 
             ep = rollout(env, policy, seed + i)
             completed.append(list(kitchen._completed))
             ep.success = np.array([all(s in done for s in order) for done in completed[1:]], np.float32)
             # per step t (the action taken from observation t): its subtask, and how many are done after it
             ep.infos = {"subtask": np.asarray(labels, np.int64),
-                        "num_completed": np.asarray([len(c) for c in completed[1:]], np.int64)}
+                        "num_completed": np.asarray([len(c) for c in completed[1:]], np.int64),
+                        "intended_action": np.asarray(intended, np.float32)}
             ep.extras["subtasks"] = order
             yield ep
     finally:

@@ -56,14 +56,23 @@ def play_command(cfg: DictConfig) -> str:
             f"data_dir={cfg.data_dir}")
 
 
+#: which actions the skill stages learn from (``suite.play_action_labels``): the executed ones, or the
+#: play generator's intended (noise-free) ones in ``infos["intended_action"]``, where it records them
+PLAY_ACTION_LABELS = ("executed", "intended")
+
+
 def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
     """Every episode of the suite's play data, made first (:func:`polytask.data.play.collect_play`, with
-    ``cfg.play.num_episodes``) when missing and ``cfg.collect_missing_demos`` is true.
+    ``cfg.play.num_episodes``) when missing and ``cfg.collect_missing_demos`` is true. With
+    ``suite.play_action_labels=intended`` each episode's ``action`` is its ``infos["intended_action"]``:
+    the states come from the noisy execution, the labels are what the generator meant to do (DART,
+    Laskey et al. 2017), so skill models fit the behaviour rather than the injected noise.
 
     Raises:
+        ConfigError: for an unknown ``suite.play_action_labels``.
         DatasetError: if it is missing and may not be made (the message gives the path and the
-            ``collect_play.py`` command), the suite has no play data, the file is corrupted, or its
-            shapes do not fit ``env``.
+            ``collect_play.py`` command), the suite has no play data, the file is corrupted, its
+            shapes do not fit ``env``, or intended actions are asked for and it lacks them.
     """
     path, cmd = play_path(cfg), play_command(cfg)
     if not (path / "data" / "metadata.json").exists():
@@ -74,6 +83,17 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
         collect_play(cfg)
     episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces), make_cmd=cmd)
     check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
+    labels = cfg.suite.get("play_action_labels") or "executed"
+    if labels not in PLAY_ACTION_LABELS:
+        raise ConfigError(f"suite.play_action_labels={labels!r}: use one of {', '.join(PLAY_ACTION_LABELS)}")
+    if labels == "intended":
+        missing = [i for i, ep in enumerate(episodes) if "intended_action" not in ep.infos]
+        if missing:
+            raise DatasetError(f"The play data at {path} has no intended actions (it was made before they were "
+                               f"recorded). Delete it and make it again with:\n  {cmd}\n(or pass "
+                               "suite.play_action_labels=executed to learn from the executed actions)")
+        for ep in episodes:
+            ep.action = np.asarray(ep.infos["intended_action"], np.float32)
     return episodes
 
 
