@@ -393,11 +393,12 @@ class KitchenExpert:
 def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "features",
                   subtasks: list[str] | None = None, min_subtasks: int = 3, max_subtasks: int = 4,
                   waypoint_noise: float = 0.01, action_noise: float = 0.1, episode_len: int = 280,
-                  exclude: list[str] | None = None, env_options: dict | None = None) -> Iterator[Episode]:
+                  exclude: list[str] | None = None, obs_noise: bool = True,
+                  env_options: dict | None = None) -> Iterator[Episode]:
     """Task-agnostic kitchen play (the role of D4RL kitchen-mixed): each episode runs the scripts of
     a random sequence of ``min_subtasks``..``max_subtasks`` distinct subtasks with uniform waypoint
     jitter (``waypoint_noise`` m) and Gaussian action noise (std ``action_noise``), in an env that
-    tracks all seven subtasks, has no observation noise and runs the full ``episode_len`` steps.
+    tracks all seven subtasks and runs the full ``episode_len`` steps.
 
     Args:
         env_factory: the run's ``env_factory(task)`` (unused: play needs an env over all subtasks,
@@ -410,6 +411,8 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
             (``microwave-kettle-light-slide``): a drawn sequence equal to one is drawn again, so a
             downstream target sequence is absent from the play data while its subtasks and their
             pairs appear (SPiRL/SkiLD's kitchen setting).
+        obs_noise: the env's observation noise, as in the downstream tasks (the scripts read the
+            simulator, so it changes what is recorded, not what is done).
 
     Yields:
         :class:`polytask.data.demos.Episode` with per-step ``infos`` (stored as Minari infos, the
@@ -440,7 +443,7 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         return [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
 
     every = "-".join(short for short, name in SHORT_NAMES.items() if name in SUBTASKS)
-    env = make(every, obs_type, seed=seed, obs_noise=False, terminate_on_success=False, episode_len=episode_len,
+    env = make(every, obs_type, seed=seed, obs_noise=obs_noise, terminate_on_success=False, episode_len=episode_len,
                **(env_options or {}))
     kitchen = env.unwrapped
     try:
