@@ -153,6 +153,11 @@ def test_online_distill_with_the_collective_acting(tmp_path):
     again = run(tmp_path, "online_distill", *dagger)  # no more rounds asked: nothing is redone
     assert again == {k: v for k, v in results.items() if k.endswith(("success", "own_window_accuracy"))}
     assert collective_file(cfg).stat().st_mtime_ns == before
+    online = ("collective.data=online", *dagger)
+    with pytest.raises(PolyTaskError, match="DAgger round 1"):  # the downstream modes do not replace the round's files
+        run(tmp_path, "distill_collective", *online)
+    evaluated = run(tmp_path, "evaluate", *online)  # while they find them by convention
+    assert set(evaluated) >= {"reach/success", "drawer-close/success", "success_vs_teachers"}
 
 
 def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5) -> dict:

@@ -42,6 +42,19 @@ def _task_data(cfg: DictConfig) -> tuple[list[str], list[list], list[dict]]:
     return tasks, [episodes for episodes, _ in loaded], [meta for _, meta in loaded]
 
 
+def _keep_dagger_output(path: Path) -> None:
+    """Refuse to replace a file that ``online_distill.student=collective`` wrote (its rounds' state).
+
+    Raises:
+        ConfigError: if ``path`` holds a collective of a DAgger round (the message says how to proceed).
+    """
+    if path.exists() and "dagger_rounds" in (saved := load_checkpoint(path)):
+        raise ConfigError(f"{path} is the collective of DAgger round {saved['dagger_rounds']} (mode=online_distill "
+                          f"online_distill.student=collective), which this mode would replace; "
+                          "delete it first if that is what you want (the DAgger then starts again only once its "
+                          "online datasets are deleted too)")
+
+
 def _per_task_windows(episodes_per_task: list[list], window: int, num: int, rng: np.random.Generator) -> dict:
     """``num`` windows of each task with at least one episode (balanced), concatenated."""
     from polytask.collective.windows import sample_windows
@@ -64,6 +77,7 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from polytask.nets.trajectory_transformer import TrajectoryTransformer
 
     opts, window = cfg.transformer, int(cfg.collective.window)
+    _keep_dagger_output(collective_file(cfg, "transformer"))
     tasks, data, _ = _task_data(cfg)
     split = [split_held_out(eps, float(opts.held_out)) for eps in data]
     train_eps = episode_tuples([s[0] for s in split])
@@ -198,6 +212,7 @@ def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """``mode=distill_collective``: the collective actor distilled from every task's episodes on the frozen
     transformer's embeddings (:func:`fit_actor`). Writes the collective's file (transformer + actor,
     :func:`collective_file`) and returns the last loss."""
+    _keep_dagger_output(collective_file(cfg))
     source = collective_file(cfg, "transformer")
     transformer = read_collective(source, resolve_device(cfg.device),
                                   how_to_make=command(cfg, "train_transformer", tasks_of(cfg)))
