@@ -50,7 +50,7 @@ from polytask.training.collective import (
     read_collective,
     task_env,
 )
-from polytask.training.collective_fit import fit_actor, save_collective
+from polytask.training.collective_fit import fit_actor, per_task_windows, save_collective
 from polytask.training.logger import Logger
 from polytask.training.run import tasks_of
 from polytask.utils import resolve_device
@@ -98,11 +98,10 @@ def own_window_accuracy(cfg: DictConfig, collective: Collective, reference: list
     teachers' episodes), overall and per task (:func:`~polytask.collective.analysis.embedding_report`)."""
     from polytask.collective.analysis import embedding_report
     from polytask.collective.training import embed_windows
-    from polytask.training.collective_fit import _per_task_windows
 
     n = int(cfg.transformer.report_windows)
-    fit = _per_task_windows(reference, collective.window, n, rng)
-    held = _per_task_windows(own, collective.window, n, rng)
+    fit = per_task_windows(reference, collective.window, n, rng)
+    held = per_task_windows(own, collective.window, n, rng)
     report = embedding_report(embed_windows(collective.transformer, fit), fit["task_id"], tasks_of(cfg),
                               held_out=(embed_windows(collective.transformer, held), held["task_id"]),
                               seed=int(cfg.seed))

@@ -55,8 +55,10 @@ def _keep_dagger_output(path: Path) -> None:
                           "online datasets are deleted too)")
 
 
-def _per_task_windows(episodes_per_task: list[list], window: int, num: int, rng: np.random.Generator) -> dict:
-    """``num`` windows of each task with at least one episode (balanced), concatenated."""
+def per_task_windows(episodes_per_task: list[list], window: int, num: int, rng: np.random.Generator) -> dict:
+    """``num`` windows (:func:`~polytask.collective.windows.sample_windows`) of each task with at least one
+    episode (balanced), concatenated; ``episodes_per_task[i]`` are task ``i``'s labelled episodes, and
+    ``task_id`` in the result is ``i``."""
     from polytask.collective.windows import sample_windows
 
     parts = [sample_windows([(i, *ep[1:]) for ep in episode_tuples([eps])], window, num, rng)
@@ -99,8 +101,8 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             save_checkpoint(run_dir, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                                       "windows_rng": rng.bit_generator.state, "rng": rng_state()})
         seconds = time.perf_counter() - start
-        fit = _per_task_windows([s[0] for s in split], window, int(opts.report_windows), rng)
-        held = _per_task_windows([s[1] for s in split], window, int(opts.report_windows), rng) \
+        fit = per_task_windows([s[0] for s in split], window, int(opts.report_windows), rng)
+        held = per_task_windows([s[1] for s in split], window, int(opts.report_windows), rng) \
             if any(s[1] for s in split) else None
         emb = embed_windows(model, fit)
         report = embedding_report(emb, fit["task_id"], tasks, seed=int(cfg.seed),
