@@ -7,7 +7,8 @@ for ``online_distill.episodes_per_round`` episodes; the task's teacher labels ev
 recorded ones), then the transformer goes on training on windows of all of it (``transformer.steps``
 more updates: the collective's windows carry the true task id, so it learns to name the task along
 the collective's own behaviour) and the actor is distilled again on the new embeddings, warm-started
-from the previous round's (``distill.steps`` updates, :func:`~polytask.training.collective_fit.fit_actor`).
+from the previous round's (``distill.steps`` updates, :func:`~polytask.training.collective_fit.fit_actor`;
+the actor keeps round 0's sizes).
 
 Round 0's collective is the recorded data's (``mode=distill_collective``). After every round the
 aggregate is written as the online datasets (source ``<teacher>-online-collective``) and the collective
@@ -195,8 +196,7 @@ def collective_dagger(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             round_logger = Logger(Path(run_dir) / f"round{r + 1}")  # the transformer's and actor's updates
             try:
                 transformer = _train_transformer(cfg, collective, data, rng, round_logger)
-                actor = build_module(type(collective.actor), collective.state_dict()["actor"], collective.device)
-                actor, kwargs, fit = fit_actor(cfg, transformer, data, round_logger, actor.requires_grad_(True))
+                actor, kwargs, fit = fit_actor(cfg, transformer, data, round_logger, collective.state_dict()["actor"])
             finally:
                 round_logger.close()
             collective = _save_round(cfg, online, run_dir, r, tasks, data, meta, transformer, actor, kwargs,

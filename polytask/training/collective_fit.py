@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.collective.data import command, episode_tuples, load_task_data, split_held_out
-from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state
+from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, build_module, module_state
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from polytask.training.collective import collective_file, collective_tasks, make_teacher, read_collective, task_env
@@ -153,15 +153,15 @@ def step_windows(episode: tuple, window: int) -> dict[str, np.ndarray]:
 
 
 def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger: Logger,
-              actor: torch.nn.Module | None = None) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+              warm_start: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """The collective actor trained on [embedding, state] against the teachers' labels of ``data`` (per
     task, a list of labelled episodes) with :func:`~polytask.nets.collective.distill_loss`,
     ``distill.steps`` batches; every step t of every episode is embedded by ``collective``'s frozen
     transformer from the window ending at s_t (left-padded at the start, as at run time).
 
     Args:
-        actor: a trainable :class:`~polytask.nets.collective.CollectiveActor` to go on training (warm
-            start); None: a new one of ``distill.*``'s sizes.
+        warm_start: an actor's plain state (``{"kwargs", "state"}``, :func:`module_state`) to go on
+            training, with its own sizes; None: a new actor of ``distill.*``'s sizes.
 
     Returns:
         ``(actor, its constructor kwargs, {"distill_loss", "labelled_steps", "train_seconds"})``.
@@ -179,9 +179,14 @@ def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger:
         log_stds += [ep.infos["log_std"] for ep in eps]
     x_emb, x_state, y_mean, y_log_std = (torch.as_tensor(np.concatenate(a), dtype=torch.float32, device=device)
                                          for a in (embeddings, states, means, log_stds))
-    kwargs = {"obs_dim": x_state.shape[1], "action_dim": y_mean.shape[1], "embed_dim": collective.embed_dim,
-              "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth)}
-    actor = (actor if actor is not None else CollectiveActor(**kwargs)).to(device).train()
+    if warm_start is not None:
+        kwargs = dict(warm_start["kwargs"])
+        actor = build_module(CollectiveActor, warm_start, device).requires_grad_(True)
+    else:
+        kwargs = {"obs_dim": x_state.shape[1], "action_dim": y_mean.shape[1], "embed_dim": collective.embed_dim,
+                  "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth)}
+        actor = CollectiveActor(**kwargs).to(device)
+    actor.train()
     opt = torch.optim.Adam(actor.parameters(), lr=float(opts.lr))
     gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
     start, loss = time.perf_counter(), torch.zeros(())
