@@ -55,6 +55,8 @@ def test_missing_inputs_fail_with_the_command_that_makes_them(tmp_path):
         run(tmp_path, "train_worker")
     with pytest.raises(PolyTaskError, match="random_prob"):
         run(tmp_path, "record", "collective.random_prob=1.5")
+    with pytest.raises(PolyTaskError, match="online_distill.student='teacher'"):
+        run(tmp_path, "online_distill", "online_distill.student=teacher")
     # as a script: the message and the command, no traceback
     p = run_script("train_collective.py", "mode=distill_collective", TASKS, f"data_dir={tmp_path / 'data'}",
                    f"hydra.run.dir={tmp_path / 'script'}", DEVICE)
