@@ -55,6 +55,8 @@ def test_missing_inputs_fail_with_the_command_that_makes_them(tmp_path):
         run(tmp_path, "train_worker")
     with pytest.raises(PolyTaskError, match="random_prob"):
         run(tmp_path, "record", "collective.random_prob=1.5")
+    with pytest.raises(PolyTaskError, match="online_distill.student='teacher'"):
+        run(tmp_path, "online_distill", "online_distill.student=teacher")
     # as a script: the message and the command, no traceback
     p = run_script("train_collective.py", "mode=distill_collective", TASKS, f"data_dir={tmp_path / 'data'}",
                    f"hydra.run.dir={tmp_path / 'script'}", DEVICE)
@@ -102,6 +104,62 @@ def test_record_transformer_collective_evaluate_in_sequence(tmp_path):
         assert 0 <= results[f"{task}/success"] <= 1 and results[f"{task}/teacher_success"] == 1.0
     assert results["success_vs_teachers"] == results["success"] / results["teacher_success"]
     assert json.loads((tmp_path / "runs" / "evaluate" / "results.json").read_text())["mode"] == "evaluate"
+
+
+def test_online_distill_with_the_collective_acting(tmp_path):
+    """DAgger with the collective acting: the round-0 collective (the recorded data's) acts on its own
+    embedding, the teacher labels the states it visits, the data grow and the collective learns on them;
+    a re-run with no more rounds changes nothing."""
+    from polytask.collective.data import collective_dataset_path, load_task_data
+    from polytask.collective.policy import Collective
+    from polytask.errors import PolyTaskError
+    from polytask.experts.metaworld import ScriptedExpert
+    from polytask.training.checkpoint import load_checkpoint
+    from polytask.training.collective import collective_file
+    from polytask.training.collective_fit import step_windows
+
+    dagger = ["online_distill.student=collective", "online_distill.rounds=1", "online_distill.episodes_per_round=1"]
+    run(tmp_path, "record")
+    with pytest.raises(PolyTaskError, match=r"mode=distill_collective 'suite.task=\[reach,drawer-close\]'"):
+        run(tmp_path, "online_distill", *dagger)
+    run(tmp_path, "train_transformer")
+    run(tmp_path, "distill_collective")
+    cfg = compose(TASKS, f"data_dir={tmp_path / 'data'}", *TINY, *dagger, "collective.data=online")
+    start = Collective(load_checkpoint(collective_file(compose(TASKS, f"data_dir={tmp_path / 'data'}")))["collective"])
+
+    results = run(tmp_path, "online_distill", *dagger)
+    assert "collective-scripted-online-collective" in str(collective_dataset_path(cfg, "reach", online=True))
+    for i, task in enumerate(("reach", "drawer-close")):
+        episodes, meta = load_task_data(cfg, task)
+        assert len(episodes) == 3 + 1 and meta["online_rounds"] == 1 and meta["recorded_episodes"] == 3
+        assert meta["collective_success"] == [results[f"{task}/collective_success"]]
+        assert meta["own_window_accuracy"] == [results[f"{task}/own_window_accuracy"]]
+        ep = episodes[-1]
+        # the teacher's labels at the states the collective visited
+        expert = ScriptedExpert(task)
+        teacher = np.stack([expert.act({"state": s}) for s in ep.obs["state"][:-1]])
+        np.testing.assert_allclose(np.tanh(ep.infos["mean"]), np.clip(teacher, -0.999, 0.999), atol=1e-5)
+        # the round-0 collective acted: tanh(mu) on the embedding of its own last W steps
+        windows = step_windows((i, ep.obs["state"], ep.action, ep.reward), start.window)
+        emb = np.stack([start.embed({k: v[t] for k, v in windows.items()}) for t in range(len(ep.action))])
+        mean, _ = start.gaussian(torch.as_tensor(emb), torch.as_tensor(ep.obs["state"][:-1]))
+        np.testing.assert_allclose(ep.action, torch.tanh(mean).numpy(), atol=1e-4)
+        assert not np.allclose(ep.action, teacher, atol=1e-2)
+    saved = load_checkpoint(collective_file(cfg))
+    assert saved["dagger_rounds"] == 1 and (tmp_path / "runs" / "online_distill" / "collective-round1.pt").exists()
+    after = Collective(saved["collective"])
+    for part in ("transformer", "actor"):
+        old, new = start.state_dict()[part]["state"], after.state_dict()[part]["state"]
+        assert any(not torch.equal(old[k], new[k]) for k in old), part  # both went on learning
+    before = collective_file(cfg).stat().st_mtime_ns
+    again = run(tmp_path, "online_distill", *dagger)  # no more rounds asked: nothing is redone
+    assert again == {k: v for k, v in results.items() if k.endswith(("success", "own_window_accuracy"))}
+    assert collective_file(cfg).stat().st_mtime_ns == before
+    online = ("collective.data=online", *dagger)
+    with pytest.raises(PolyTaskError, match="DAgger round 1"):  # the downstream modes do not replace the round's files
+        run(tmp_path, "distill_collective", *online)
+    evaluated = run(tmp_path, "evaluate", *online)  # while they find them by convention
+    assert set(evaluated) >= {"reach/success", "drawer-close/success", "success_vs_teachers"}
 
 
 def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5) -> dict:

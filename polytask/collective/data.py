@@ -14,8 +14,9 @@ With ``collective.random_prob`` = p > 0 each step executes a uniform random acti
 p instead of the teacher's (p = 1: random actions), still labelled with the teacher's Gaussian.
 
 Dataset ids (Minari, under ``<data_dir>/datasets/``): ``polytask/<suite>/collective-<source>/<task>-v0``
-with ``<source>`` = ``<teacher>[-p<percent>]`` for recorded data and ``<teacher>[-p<percent>]-online`` for
-online distillation's (:func:`source_tag`).
+with ``<source>`` = ``<teacher>[-p<percent>]`` for recorded data, ``<teacher>[-p<percent>]-online`` for
+online distillation's with a per-task student and ``<teacher>[-p<percent>]-online-collective`` for online
+distillation's with the collective acting (``online_distill.student``, :func:`source_tag`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ SCRIPTED_CLIP = 0.999
 TEACHERS = ("scripted", "sac")
 #: which datasets the transformer and the collective actor read (``collective.data``)
 DATA_KINDS = ("recorded", "online")
+#: who acts in online distillation (``online_distill.student``): a temporary state-only student per task,
+#: or the collective itself (:mod:`polytask.training.collective_dagger`)
+STUDENTS = ("task", "collective")
 #: the modes whose outputs depend on ``collective.data``
 AFTER_DATA = ("train_transformer", "distill_collective", "evaluate", "train_student", "finetune_student")
 
@@ -51,10 +55,12 @@ def check_collective_options(cfg: DictConfig) -> None:
     """Check ``cfg.collective`` before any work.
 
     Raises:
-        ConfigError: for an unknown teacher or data kind, a random_prob outside [0, 1], another suite
-            than Meta-World or pixels (the collective acts on state features).
+        ConfigError: for an unknown teacher, data kind or online student, a random_prob outside [0, 1],
+            another suite than Meta-World or pixels (the collective acts on state features).
     """
     c = cfg.collective
+    if online_student(cfg) not in STUDENTS:
+        raise ConfigError(f"online_distill.student={online_student(cfg)!r}: use one of {', '.join(STUDENTS)}")
     if c.teacher not in TEACHERS:
         raise ConfigError(f"collective.teacher={c.teacher!r}: use one of {', '.join(TEACHERS)}")
     if c.data not in DATA_KINDS:
@@ -66,11 +72,18 @@ def check_collective_options(cfg: DictConfig) -> None:
                           f"{cfg.suite.name}, obs_type={cfg.obs_type})")
 
 
+def online_student(cfg: DictConfig) -> str:
+    """Who acts in online distillation: ``online_distill.student`` (``task`` when the config has none)."""
+    return str(cfg.get("online_distill", {}).get("student", "task"))
+
+
 def source_tag(cfg: DictConfig, online: bool = False) -> str:
-    """``<teacher>[-p<percent>][-online]``: names the datasets and the collective's weights (``percent``:
-    ``collective.random_prob`` in whole percent, as Minari ids take no dots: 0.2 -> ``p20``)."""
+    """``<teacher>[-p<percent>][-online[-collective]]``: names the datasets and the collective's weights
+    (``percent``: ``collective.random_prob`` in whole percent, as Minari ids take no dots: 0.2 -> ``p20``;
+    ``-collective``: online data in which the collective acted, ``online_distill.student=collective``)."""
     p = float(cfg.collective.random_prob)
-    return f"{cfg.collective.teacher}{f'-p{round(100 * p)}' if p > 0 else ''}{'-online' if online else ''}"
+    online_tag = ("-online-collective" if online_student(cfg) == "collective" else "-online") if online else ""
+    return f"{cfg.collective.teacher}{f'-p{round(100 * p)}' if p > 0 else ''}{online_tag}"
 
 
 def collective_dataset_id(cfg: DictConfig, task: str, online: bool = False) -> str:
@@ -85,19 +98,24 @@ def collective_dataset_path(cfg: DictConfig, task: str, online: bool = False) ->
 
 def command(cfg: DictConfig, mode: str, tasks: list[str], multirun: bool = False) -> str:
     """The ``train_collective.py`` command of ``mode`` on ``tasks`` with the run's teacher, random_prob,
-    data kind, seed and data_dir (for error messages). ``multirun``: one job per task (``-m``)."""
+    data kind, online student, seed and data_dir (for error messages). ``multirun``: one job per task (``-m``)."""
     task_arg = f"suite.task={','.join(f'[{t}]' for t in tasks)}" if multirun else f"suite.task=[{','.join(tasks)}]"
+    online = mode == "online_distill" or (cfg.collective.data == "online" and mode in AFTER_DATA)
     data_arg = "collective.data=online " if cfg.collective.data == "online" and mode in AFTER_DATA else ""
+    if online and online_student(cfg) != "task":
+        data_arg += f"online_distill.student={online_student(cfg)} "
     return (f"python train_collective.py {'-m ' if multirun else ''}mode={mode} '{task_arg}' "
             f"collective.teacher={cfg.collective.teacher} collective.random_prob={cfg.collective.random_prob} "
             f"{data_arg}seed={cfg.seed} data_dir={cfg.data_dir}")
 
 
 def make_data_command(cfg: DictConfig, task: str, online: bool = False) -> str:
-    """The command that makes ``task``'s dataset: ``online_distill`` for online data, else ``record``
-    (scripted teacher) or ``train_worker`` (SAC teacher)."""
+    """The command that makes ``task``'s dataset: ``online_distill`` for online data (on all the
+    collective's tasks when the collective acts), else ``record`` (scripted teacher) or ``train_worker``
+    (SAC teacher)."""
     if online:
-        return command(cfg, "online_distill", [task])
+        tasks = [str(t) for t in cfg.collective.tasks] if online_student(cfg) == "collective" else [task]
+        return command(cfg, "online_distill", tasks)
     return command(cfg, "record" if cfg.collective.teacher == "scripted" else "train_worker", [task])
 
 

@@ -4,7 +4,10 @@ the next mode finds them (a missing one fails with the command that makes it):
 - ``record``: Meta-World's scripted teachers -> ``datasets/polytask/metaworld/collective-<source>/<task>-v0``.
 - ``train_worker``: one task's SAC run (``weights/sac/metaworld/<task>-features-seed<s>.pt``), then its
   policy's labelled episodes -> the same dataset path (source ``sac``).
-- ``online_distill``: the recorded datasets + the teachers -> ``…/collective-<source>-online/<task>-v0``.
+- ``online_distill``: the recorded datasets + the teachers -> ``…/collective-<source>-online/<task>-v0``
+  (with ``online_distill.student=collective``: + the recorded data's collective ->
+  ``…/collective-<source>-online-collective/<task>-v0`` and that source's transformer and collective,
+  :mod:`polytask.training.collective_dagger`).
 - ``train_transformer``: the datasets (``collective.data``) ->
   ``weights/collective/metaworld/<tasks>-<source>-seed<s>-transformer.pt`` and, beside it,
   ``…-transformer.json`` (embedding report) and ``…-transformer.png``.

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.collective.data import command, episode_tuples, load_task_data, split_held_out
-from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, module_state
+from polytask.collective.policy import EMBEDDING_KEY, Collective, TrajectoryEmbedding, build_module, module_state
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
 from polytask.training.collective import collective_file, collective_tasks, make_teacher, read_collective, task_env
@@ -42,8 +42,23 @@ def _task_data(cfg: DictConfig) -> tuple[list[str], list[list], list[dict]]:
     return tasks, [episodes for episodes, _ in loaded], [meta for _, meta in loaded]
 
 
-def _per_task_windows(episodes_per_task: list[list], window: int, num: int, rng: np.random.Generator) -> dict:
-    """``num`` windows of each task with at least one episode (balanced), concatenated."""
+def _keep_dagger_output(path: Path) -> None:
+    """Refuse to replace a file that ``online_distill.student=collective`` wrote (its rounds' state).
+
+    Raises:
+        ConfigError: if ``path`` holds a collective of a DAgger round (the message says how to proceed).
+    """
+    if path.exists() and "dagger_rounds" in (saved := load_checkpoint(path)):
+        raise ConfigError(f"{path} is the collective of DAgger round {saved['dagger_rounds']} (mode=online_distill "
+                          f"online_distill.student=collective), which this mode would replace; "
+                          "delete it first if that is what you want (the DAgger then starts again only once its "
+                          "online datasets are deleted too)")
+
+
+def per_task_windows(episodes_per_task: list[list], window: int, num: int, rng: np.random.Generator) -> dict:
+    """``num`` windows (:func:`~polytask.collective.windows.sample_windows`) of each task with at least one
+    episode (balanced), concatenated; ``episodes_per_task[i]`` are task ``i``'s labelled episodes, and
+    ``task_id`` in the result is ``i``."""
     from polytask.collective.windows import sample_windows
 
     parts = [sample_windows([(i, *ep[1:]) for ep in episode_tuples([eps])], window, num, rng)
@@ -64,6 +79,7 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from polytask.nets.trajectory_transformer import TrajectoryTransformer
 
     opts, window = cfg.transformer, int(cfg.collective.window)
+    _keep_dagger_output(collective_file(cfg, "transformer"))
     tasks, data, _ = _task_data(cfg)
     split = [split_held_out(eps, float(opts.held_out)) for eps in data]
     train_eps = episode_tuples([s[0] for s in split])
@@ -85,8 +101,8 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             save_checkpoint(run_dir, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                                       "windows_rng": rng.bit_generator.state, "rng": rng_state()})
         seconds = time.perf_counter() - start
-        fit = _per_task_windows([s[0] for s in split], window, int(opts.report_windows), rng)
-        held = _per_task_windows([s[1] for s in split], window, int(opts.report_windows), rng) \
+        fit = per_task_windows([s[0] for s in split], window, int(opts.report_windows), rng)
+        held = per_task_windows([s[1] for s in split], window, int(opts.report_windows), rng) \
             if any(s[1] for s in split) else None
         emb = embed_windows(model, fit)
         report = embedding_report(emb, fit["task_id"], tasks, seed=int(cfg.seed),
@@ -136,55 +152,88 @@ def step_windows(episode: tuple, window: int) -> dict[str, np.ndarray]:
     return {k: np.stack([s[k] for s in steps]) for k in ("obs", "actions", "rewards")}
 
 
-def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """``mode=distill_collective``: every step of every task's episodes embedded by the frozen transformer
-    (the window ending at that step), then the collective actor trained on [embedding, state] against the
-    teachers' labels with :func:`~polytask.nets.collective.distill_loss` (``distill.steps`` batches).
-    Writes the collective's file (transformer + actor, :func:`collective_file`) and returns the last loss."""
+def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger: Logger,
+              warm_start: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+    """The collective actor trained on [embedding, state] against the teachers' labels of ``data`` (per
+    task, a list of labelled episodes) with :func:`~polytask.nets.collective.distill_loss`,
+    ``distill.steps`` batches; every step t of every episode is embedded by ``collective``'s frozen
+    transformer from the window ending at s_t (left-padded at the start, as at run time).
+
+    Args:
+        warm_start: an actor's plain state (``{"kwargs", "state"}``, :func:`module_state`) to go on
+            training, with its own sizes; None: a new actor of ``distill.*``'s sizes.
+
+    Returns:
+        ``(actor, its constructor kwargs, {"distill_loss", "labelled_steps", "train_seconds"})``.
+    """
     from polytask.collective.training import embed_windows
     from polytask.nets.collective import CollectiveActor, distill_loss
 
     opts, device = cfg.distill, resolve_device(cfg.device)
-    source = collective_file(cfg, "transformer")
-    transformer = read_collective(source, device, how_to_make=command(cfg, "train_transformer", tasks_of(cfg)))
-    tasks, data, meta = _task_data(cfg)
     embeddings, states, means, log_stds = [], [], [], []
     for episode in episode_tuples(data):
-        embeddings.append(embed_windows(transformer.transformer, step_windows(episode, transformer.window)))
+        embeddings.append(embed_windows(collective.transformer, step_windows(episode, collective.window)))
         states.append(episode[1][:-1])
     for eps in data:
         means += [ep.infos["mean"] for ep in eps]
         log_stds += [ep.infos["log_std"] for ep in eps]
     x_emb, x_state, y_mean, y_log_std = (torch.as_tensor(np.concatenate(a), dtype=torch.float32, device=device)
                                          for a in (embeddings, states, means, log_stds))
-    kwargs = {"obs_dim": x_state.shape[1], "action_dim": y_mean.shape[1], "embed_dim": transformer.embed_dim,
-              "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth)}
-    actor = CollectiveActor(**kwargs).to(device)
+    if warm_start is not None:
+        kwargs = dict(warm_start["kwargs"])
+        actor = build_module(CollectiveActor, warm_start, device).requires_grad_(True)
+    else:
+        kwargs = {"obs_dim": x_state.shape[1], "action_dim": y_mean.shape[1], "embed_dim": collective.embed_dim,
+                  "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth)}
+        actor = CollectiveActor(**kwargs).to(device)
+    actor.train()
     opt = torch.optim.Adam(actor.parameters(), lr=float(opts.lr))
     gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
-    logger = Logger(run_dir)
     start, loss = time.perf_counter(), torch.zeros(())
+    for step in range(int(opts.steps)):
+        idx = torch.randint(0, len(x_state), (int(opts.batch_size),), generator=gen).to(device)
+        mean, log_std = actor(x_emb[idx], x_state[idx])
+        loss = distill_loss(mean, log_std, y_mean[idx], y_log_std[idx], float(opts.log_std_weight))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % int(cfg.log_every_steps) == 0:
+            logger.log("train", {"distill_loss": loss.item()}, step + 1, console=False)
+    seconds = time.perf_counter() - start
+    return actor, kwargs, {"distill_loss": float(loss.item()), "labelled_steps": int(len(x_state)),
+                           "train_seconds": round(seconds, 2)}
+
+
+def save_collective(cfg: DictConfig, path: Path, transformer_state: dict[str, Any], actor: torch.nn.Module | None,
+                    actor_kwargs: dict[str, Any] | None, tasks: list[str], **extra: Any) -> Path:
+    """Write a collective's weights file (read back by :func:`read_collective`): the transformer's plain
+    state, the actor (None: a transformer-only file), the task list, the run's config and ``extra``
+    entries (plain data). Returns ``path``."""
+    actor_state = None if actor is None else module_state(actor, actor_kwargs or {})
+    atomic_torch_save({"collective": {"transformer": transformer_state, "actor": actor_state}, "tasks": tasks,
+                       "config": OmegaConf.to_container(cfg, resolve=True), **extra}, path)
+    return path
+
+
+def distill(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mode=distill_collective``: the collective actor distilled from every task's episodes on the frozen
+    transformer's embeddings (:func:`fit_actor`). Writes the collective's file (transformer + actor,
+    :func:`collective_file`) and returns the last loss."""
+    _keep_dagger_output(collective_file(cfg))
+    source = collective_file(cfg, "transformer")
+    transformer = read_collective(source, resolve_device(cfg.device),
+                                  how_to_make=command(cfg, "train_transformer", tasks_of(cfg)))
+    tasks, data, meta = _task_data(cfg)
+    logger = Logger(run_dir)
     try:
-        for step in range(int(opts.steps)):
-            idx = torch.randint(0, len(x_state), (int(opts.batch_size),), generator=gen).to(device)
-            mean, log_std = actor(x_emb[idx], x_state[idx])
-            loss = distill_loss(mean, log_std, y_mean[idx], y_log_std[idx], float(opts.log_std_weight))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (step + 1) % int(cfg.log_every_steps) == 0:
-                logger.log("train", {"distill_loss": loss.item()}, step + 1, console=False)
+        actor, kwargs, metrics = fit_actor(cfg, transformer, data, logger)
     finally:
         logger.close()
-    seconds = time.perf_counter() - start
-    saved = transformer.state_dict()
-    path = collective_file(cfg)
-    teacher_success = {t: m.get("teacher_success") for t, m in zip(tasks, meta)}
-    atomic_torch_save({"collective": {"transformer": saved["transformer"], "actor": module_state(actor, kwargs)},
-                       "tasks": tasks, "teacher_success": teacher_success,
-                       "config": OmegaConf.to_container(cfg, resolve=True)}, path)
-    log.info(f"Collective actor: {len(x_state)} labelled steps, loss {loss.item():.4f} ({seconds:.0f}s) -> {path}")
-    return {"distill_loss": float(loss.item()), "labelled_steps": int(len(x_state)), "train_seconds": round(seconds, 2)}
+    path = save_collective(cfg, collective_file(cfg), transformer.state_dict()["transformer"], actor, kwargs, tasks,
+                           teacher_success={t: m.get("teacher_success") for t, m in zip(tasks, meta)})
+    log.info(f"Collective actor: {metrics['labelled_steps']} labelled steps, loss {metrics['distill_loss']:.4f} "
+             f"({metrics['train_seconds']:.0f}s) -> {path}")
+    return metrics
 
 
 def _collective_policy(collective: Collective):

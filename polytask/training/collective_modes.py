@@ -1,7 +1,9 @@
 """``train_collective.py``'s dispatch of ``mode=`` (:func:`run_mode`), and the modes that run the
 project's online trainer: SAC workers (``train_worker``) and students (``train_student``,
 ``finetune_student``). The other modes are in :mod:`polytask.training.collective` (data, online
-distillation) and :mod:`polytask.training.collective_fit` (transformer, collective actor, evaluation).
+distillation with a per-task student), :mod:`polytask.training.collective_dagger` (online distillation
+with the collective acting) and :mod:`polytask.training.collective_fit` (transformer, collective actor,
+evaluation).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from polytask.collective.data import actor_teacher, check_collective_options, command
+from polytask.collective.data import actor_teacher, check_collective_options, command, online_student
 from polytask.errors import ConfigError
 from polytask.training import collective_fit
 from polytask.training.build import build_trainer
@@ -66,6 +68,17 @@ def train_student(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     return build_trainer(cfg, run_dir).run()
 
 
+def online_distill_mode(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """``mode=online_distill``: DAgger with a temporary student per task (``online_distill.student=task``,
+    :func:`~polytask.training.collective.online_distill`) or with the collective acting
+    (``collective``, :func:`~polytask.training.collective_dagger.collective_dagger`)."""
+    if online_student(cfg) == "collective":
+        from polytask.training.collective_dagger import collective_dagger
+
+        return collective_dagger(cfg, run_dir)
+    return online_distill(cfg, run_dir)
+
+
 def run_mode(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Run ``cfg.mode`` in ``run_dir`` (its config is saved there) and write its result metrics to
     ``results.json`` (trainer modes write their own).
@@ -74,7 +87,7 @@ def run_mode(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         ConfigError: for an unknown mode or bad ``collective`` options (:func:`check_collective_options`).
     """
     modes: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
-        "record": record, "train_worker": train_worker, "online_distill": online_distill,
+        "record": record, "train_worker": train_worker, "online_distill": online_distill_mode,
         "train_transformer": collective_fit.train_transformer_mode, "distill_collective": collective_fit.distill,
         "evaluate": collective_fit.evaluate, "train_student": train_student, "finetune_student": train_student}
     if cfg.mode not in modes:
