@@ -112,8 +112,7 @@ def train_transformer_mode(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         logger.close()
     path = collective_file(cfg, "transformer")
-    atomic_torch_save({"collective": {"transformer": module_state(model, kwargs), "actor": None}, "tasks": tasks,
-                       "config": OmegaConf.to_container(cfg, resolve=True), "report": report}, path)
+    save_collective(cfg, path, module_state(model, kwargs), None, None, tasks, report=report)
     path.with_suffix(".json").write_text(json.dumps(report, indent=2))
     plot_embeddings(emb, fit["task_id"], tasks, path.with_suffix(".png"))
     log.info(f"Embeddings: ARI {report['ari']:.3f}, {report['n_clusters']} clusters for {len(tasks)} tasks, "
