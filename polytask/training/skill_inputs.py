@@ -217,17 +217,15 @@ def skill_model(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
 
 def run_skill_model_file(cfg: DictConfig) -> Path | None:
     """The skill model file the run names (``skill_model=<file>``) or finds by convention (the one
-    ``skill_prior`` file of the suite); None when there is none, or several with other settings."""
-    if cfg.get("skill_model"):
-        return Path(cfg.skill_model)
+    ``skill_prior`` file of the suite, :func:`stage_file`); None when there is none, or several with other
+    settings."""
     try:
-        path = find_weights(stage_path(cfg, "skill_prior"))
+        return stage_file(cfg, "skill_prior")
     except ConfigError:
         return None
-    return path if path.exists() else None
 
 
-def check_posterior_skill_model(cfg: DictConfig, posterior: dict[str, Any], posterior_file: Path) -> None:
+def check_posterior_skill_model(cfg: DictConfig, posterior: dict[str, Any]) -> None:
     """Refuse a skill posterior trained on another skill model than the run's (:func:`run_skill_model_file`):
     SkiLD acts through the posterior's own copy of the skill model, so a retrained or named skill model
     would otherwise be ignored without a word.
@@ -243,6 +241,7 @@ def check_posterior_skill_model(cfg: DictConfig, posterior: dict[str, Any], post
     own = posterior["agent"]["model"]
     if model.keys() == own.keys() and all(torch.equal(model[k], own[k].to(model[k].device)) for k in model):
         return
+    posterior_file = stage_file(cfg, "skill_posterior")
     raise ConfigError(f"The skill posterior at {posterior_file} was trained on another skill model than {path}. Train "
                       f"one on it with:\n  {stage_command(cfg, 'skill_posterior')} skill_model={path}\nand pass its "
                       f"file as skill_posterior=<file> (or delete {posterior_file} to have it made first)")
@@ -256,7 +255,7 @@ def skill_posterior(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
         ConfigError: as :func:`stage_weights` and :func:`check_posterior_skill_model`.
     """
     saved = stage_weights(cfg, "skill_posterior")
-    check_posterior_skill_model(cfg, saved, stage_file(cfg, "skill_posterior"))
+    check_posterior_skill_model(cfg, saved)
     return skill_spec(saved, "posterior")
 
 

@@ -74,6 +74,9 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
             ``collect_play.py`` command), the suite has no play data, the file is corrupted, its
             shapes do not fit ``env``, or intended actions are asked for and it lacks them.
     """
+    labels = cfg.suite.get("play_action_labels") or "executed"
+    if labels not in PLAY_ACTION_LABELS:
+        raise ConfigError(f"suite.play_action_labels={labels!r}: use one of {', '.join(PLAY_ACTION_LABELS)}")
     path, cmd = play_path(cfg), play_command(cfg)
     if not (path / "data" / "metadata.json").exists():
         if not cfg.collect_missing_demos:
@@ -83,9 +86,6 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
         collect_play(cfg)
     episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces), make_cmd=cmd)
     check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
-    labels = cfg.suite.get("play_action_labels") or "executed"
-    if labels not in PLAY_ACTION_LABELS:
-        raise ConfigError(f"suite.play_action_labels={labels!r}: use one of {', '.join(PLAY_ACTION_LABELS)}")
     if labels == "intended":
         missing = [i for i, ep in enumerate(episodes) if "intended_action" not in ep.infos]
         if missing:
