@@ -138,6 +138,13 @@ def test_skild_reward_and_kl_split():
     # the clip bounds the posterior term per state
     clipped = SkiLDAgent({"state": (D,)}, A, "features", hidden_dim=32, posterior_kl_clip=0.5, **_skild_inputs())
     assert clipped.divergences(x, mean, log_std)["posterior"].max().item() <= 0.5
+    # the logit clamp bounds the discriminator reward and leaves logits inside the bound as they are
+    logit = torch.log(d) - torch.log1p(-d)
+    c = logit.abs().median().item()
+    bounded = SkiLDAgent({"state": (D,)}, A, "features", hidden_dim=32, demo_logit_clip=c, **_skild_inputs())
+    torch.testing.assert_close(bounded.reward(obs, batch["reward"])[0],
+                               0.9 * batch["reward"] + 0.1 * logit.clamp(-c, c))
+    assert (logit.abs() > c).any() and (logit.abs() < c).any()
     # both temperatures learn, each weighted by where its term applies; the state round-trips
     before = (agent.log_alpha.item(), agent.log_alpha_q.item())
     metrics = agent.update(batch)

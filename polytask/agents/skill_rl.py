@@ -316,9 +316,13 @@ class SkiLDAgent(SkillSACAgent):
         return self.discriminator(self.disc_normalizer(state.float())).squeeze(-1)
 
     def reward(self, obs: dict[str, torch.Tensor], reward: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """λ·r + (1 − λ)·(log D(s) − log(1 − D(s))) at the skill-start states s."""
+        """λ·r + (1 − λ)·(log D(s) − log(1 − D(s))) at the skill-start states s, the logit clamped to
+        ±``demo_logit_clip`` when set (as GAIL implementations bound theirs: an overconfident
+        discriminator's logit reaches −100 off the demos, swamping env rewards of 1 per subtask)."""
         with torch.no_grad():
             logit = self.demo_logit(obs[self.obs_key])
+            if self.cfg.demo_logit_clip is not None:
+                logit = logit.clamp(-self.cfg.demo_logit_clip, self.cfg.demo_logit_clip)
         lam = self.env_reward_weight
         return lam * reward + (1.0 - lam) * logit, {"env_reward": reward.mean(),
                                                     "demo_reward": logit.mean()}

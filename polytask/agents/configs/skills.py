@@ -95,6 +95,8 @@ class SkiLDConfig(SpirlConfig):
     imitation: bool = option(False, "true: the discriminator reward alone (λ = 0)")
     init_from: str = option("prior", "the network the policy starts as: prior | posterior")
     posterior_kl_clip: float | None = option(100.0, "nats: KL(π ‖ posterior) clipped per state; null: not clipped")
+    demo_logit_clip: float | None = option(None, "the discriminator's logit log D - log(1-D) clamped to [-c, c] "
+                                                 "in the reward; null: not clamped (SkiLD)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,3 +105,5 @@ class SkiLDConfig(SpirlConfig):
         require(self.init_from in SKILD_INIT_FROM, f"agent.init_from must be 'prior' or 'posterior', got "
                  f"{self.init_from!r}")
         positive(self, "init_temperature_q")
+        require(self.demo_logit_clip is None or self.demo_logit_clip > 0,
+                f"agent.demo_logit_clip must be positive or null, got {self.demo_logit_clip}")
