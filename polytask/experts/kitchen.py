@@ -271,8 +271,10 @@ class KitchenController:
         self.reset()
 
     def reset(self) -> None:
-        """Start from the first subtask (call after the env resets)."""
+        """Start from the first subtask (call after the env resets); ``intended_action`` is zeros until
+        the first :meth:`act`."""
         self.index = -1
+        self.intended_action = np.zeros(9, np.float32)
         self._plan: list[Waypoint] = []
         self._next_subtask()
 
