@@ -163,17 +163,20 @@ def test_skild_maze_recipe_sets_suite_task_and_the_tuned_options():
 @pytest.mark.parametrize("recipe, agent", [("skild_kitchen", "skild"), ("spirl_kitchen", "spirl")])
 def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(recipe, agent):
     """recipe=skild_kitchen / spirl_kitchen: the target is the sequence kitchen play excludes, with the
-    kitchen settings of SPiRL/SkiLD (critic 5 x 256; SkiLD's temperatures fixed, SPiRL's toward 5 nats)."""
+    kitchen settings of SPiRL/SkiLD (critic 5 x 256; SkiLD's temperatures fixed and its discriminator's logit
+    clamped, SPiRL's temperature toward 5 nats)."""
     from polytask.training.inputs import check_agent_options
 
     cfg = compose_cfg(f"recipe={recipe}")
     assert cfg.agent.name == agent and cfg.suite.name == "kitchen" and cfg.obs_type == "features"
-    assert list(cfg.suite.task) == ["microwave-kettle-light-slide"] and cfg.suite.task[0] in cfg.suite.play.exclude
+    assert list(cfg.suite.task) == ["kettle-burner-light-slide"] and cfg.suite.task[0] in cfg.suite.play.exclude
+    assert "num_train_steps=40000" in cfg.stage_overrides.skill_prior
     options = check_agent_options(cfg.agent)
     assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
     if agent == "skild":
         assert options.target_divergence is None and options.target_divergence_q is None
-        assert options.init_temperature == options.init_temperature_q == 0.1 and cfg.num_demos_per_task == 20
+        assert options.init_temperature == 0.1 and options.init_temperature_q == 1.0
+        assert options.demo_logit_clip == 5.0 and cfg.num_demos_per_task == 20
     else:
         assert options.target_divergence == 5.0
 
