@@ -225,3 +225,20 @@ def test_missing_labelled_data_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(DatasetError, match=f"python extract_skills.py suite=maze obs_type=features seed=1 "
                                            f"data_dir={tmp_path}"):
         load_or_discover(cfg)
+
+
+def test_discovery_embeds_the_dims_the_suite_names():
+    """The kitchen's state_delta discovery uses the robot's joint positions (suite.skill_embedding_dims), in
+    extract_skills.py and in the stages that discover first; suites without the key use every dim; an
+    override wins."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "cfgs"), version_base="1.3"):
+        entry = compose("config_extract", overrides=["suite=kitchen"])
+    assert list(entry.extract.embedding.dims) == list(range(9))
+    assert list(compose_cfg("agent=extract_skill", "suite=kitchen").extract.embedding.dims) == list(range(9))
+    assert compose_cfg("agent=extract_skill", "suite=maze").extract.embedding.dims is None
+    assert list(compose_cfg("agent=extract_skill", "suite=kitchen", "extract.embedding.dims=[0,18]")
+                .extract.embedding.dims) == [0, 18]
