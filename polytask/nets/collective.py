@@ -58,7 +58,7 @@ class CollectiveActor(nn.Module):
 
     Args:
         obs_dim: D. action_dim: A. embed_dim: E (the transformer's ``cls_dim``, 6).
-        hidden_dim, hidden_depth: MLP size (300, 2 hidden layers).
+        hidden_dim, hidden_depth: MLP size (300, 2 hidden layers; ``distill.*`` sets 512, 3).
         log_std_bounds: range of log σ (as SAC's actor, (−5, 2)).
         normalize_state: standardise the state per dimension, (s − ``state_mean``) / ``state_std``
             (buffers; identity until :meth:`fit_state_normalization`). False: the raw state, as the
