@@ -293,6 +293,65 @@ def test_collective_actor_distills_a_teacher():
     assert loss.item() < 0.1 * first
 
 
+def test_distill_loss_on_the_executed_action_ignores_the_size_of_saturated_labels():
+    """A scripted +1 is the label atanh(0.999) = 3.8: in pre-tanh space a student at μ = 2 (action
+    0.96) costs more than one that is 0.3 off a small action; on the executed action the other way round."""
+    saturated = torch.full((1, 1), float(np.arctanh(0.999)))
+    zeros = torch.zeros(1, 1)
+    at_two, small_target, small_miss = torch.full((1, 1), 2.0), torch.full((1, 1), 0.1), torch.full((1, 1), 0.4)
+    pre_sat = distill_loss(at_two, zeros, saturated, zeros).item()
+    pre_small = distill_loss(small_miss, zeros, small_target, zeros).item()
+    act_sat = distill_loss(at_two, zeros, saturated, zeros, mean_loss="action").item()
+    act_small = distill_loss(small_miss, zeros, small_target, zeros, mean_loss="action").item()
+    assert pre_sat == pytest.approx((np.arctanh(0.999) - 2.0) ** 2) and pre_sat > 10 * pre_small
+    assert act_sat == pytest.approx((0.999 - np.tanh(2.0)) ** 2, rel=1e-4) and act_small > 50 * act_sat
+    # the log σ term is the same in both
+    log_std, target_log_std = torch.zeros(2, 3), torch.ones(2, 3)
+    assert distill_loss(zeros, log_std, zeros, target_log_std, mean_loss="action").item() == pytest.approx(0.2)
+    with pytest.raises(ConfigError, match="mean_loss"):
+        distill_loss(zeros, zeros, zeros, zeros, mean_loss="tanh")
+
+
+def test_collective_actor_state_normalization_round_trips_and_folds_into_sac_weights():
+    from polytask.collective.policy import build_module, module_state
+
+    torch.manual_seed(0)
+    states = torch.randn(500, 5) * torch.tensor([0.01, 0.1, 1.0, 10.0, 0.0]) + torch.tensor([0.5, -1.0, 2.0, 0.0, 3.0])
+    actor = CollectiveActor(5, 3, embed_dim=6, hidden_dim=32, normalize_state=True)
+    emb = torch.randn(4, 6)
+    before = actor(emb, states[:4])
+    actor.fit_state_normalization(states)
+    torch.testing.assert_close(actor.state_mean, states.mean(0))
+    assert actor.state_std[4] == 1.0  # a constant dimension is only centred
+    # the actor sees standardised states: centimetre differences of a 1 cm-spread dimension matter
+    inner = actor.actor(torch.cat([emb, (states[:4] - states.mean(0)) / actor.state_std], -1))
+    for got, want in zip(actor(emb, states[:4]), inner):
+        torch.testing.assert_close(got, want)
+    assert not torch.allclose(before[0], actor(emb, states[:4])[0])
+    # the statistics travel in the saved plain state and come back on load
+    rebuilt = build_module(CollectiveActor, module_state(actor, actor.hparams))
+    torch.testing.assert_close(rebuilt.state_std, actor.state_std)
+    for got, want in zip(rebuilt(emb, states[:4]), actor(emb, states[:4])):
+        torch.testing.assert_close(got, want)
+    # folded into plain SAC actors' first layer: on [embedding, state], and on the state for a fixed embedding
+    full = GaussianActor(11, 3, 32, 32, 2, False)
+    full.load_state_dict(actor.gaussian_actor_state_dict())
+    sac = GaussianActor(5, 3, 32, 32, 2, False)
+    sac.load_state_dict(actor.sac_actor_state_dict(emb[0]))
+    for got, want in zip(full(torch.cat([emb, states[:4]], -1)), actor(emb, states[:4])):
+        torch.testing.assert_close(got, want)
+    for got, want in zip(sac(states[:4]), actor(emb[:1].expand(4, -1), states[:4])):
+        torch.testing.assert_close(got, want)
+    # a collective saved before the option (no normalize_state, no statistics) still loads, unnormalised
+    old = module_state(CollectiveActor(5, 3, embed_dim=6, hidden_dim=32), {"obs_dim": 5, "action_dim": 3,
+                                                                           "embed_dim": 6, "hidden_dim": 32})
+    assert not build_module(CollectiveActor, old).normalize_state
+    with pytest.raises(ConfigError, match="normalize_state=False"):
+        CollectiveActor(5, 3, hidden_dim=32).fit_state_normalization(states)
+    with pytest.raises(ConfigError, match="expected"):
+        actor.fit_state_normalization(states[:, :4])
+
+
 @pytest.mark.slow
 def test_transformer_identifies_scripted_metaworld_tasks():
     """Default-size transformer on windows of Meta-World's scripted policies (20% random actions) for

@@ -57,6 +57,8 @@ def test_missing_inputs_fail_with_the_command_that_makes_them(tmp_path):
         run(tmp_path, "record", "collective.random_prob=1.5")
     with pytest.raises(PolyTaskError, match="online_distill.student='teacher'"):
         run(tmp_path, "online_distill", "online_distill.student=teacher")
+    with pytest.raises(PolyTaskError, match="distill.mean_loss='tanh'"):
+        run(tmp_path, "distill_collective", "distill.mean_loss=tanh")
     # as a script: the message and the command, no traceback
     p = run_script("train_collective.py", "mode=distill_collective", TASKS, f"data_dir={tmp_path / 'data'}",
                    f"hydra.run.dir={tmp_path / 'script'}", DEVICE)
@@ -95,9 +97,16 @@ def test_record_transformer_collective_evaluate_in_sequence(tmp_path):
     assert saved["n_tasks"] == 2 and 0 <= saved["nearest_centroid_accuracy"] <= 1 and saved == report
     assert {"ari", "n_clusters"} <= set(saved)
 
-    distilled = run(tmp_path, "distill_collective", "collective.random_prob=0.5")
+    distilled = run(tmp_path, "distill_collective", "collective.random_prob=0.5", "distill.normalize_state=false")
     assert distilled["labelled_steps"] == 2 * 3 * 50 and np.isfinite(distilled["distill_loss"])
-    assert collective_file(cfg).exists()
+    assert collective_file(cfg).exists() and "state_mean" not in load_checkpoint(collective_file(cfg))[
+        "collective"]["actor"]["state"]
+    # the state normaliser is fitted on every task's training states and saved with the actor
+    run(tmp_path, "distill_collective", "collective.random_prob=0.5", "distill.normalize_state=true")
+    actor = load_checkpoint(collective_file(cfg))["collective"]["actor"]
+    states = np.concatenate([e.obs["state"][:-1] for t in ("reach", "drawer-close") for e in load_task_data(cfg, t)[0]])
+    assert actor["kwargs"]["normalize_state"] is True
+    np.testing.assert_allclose(actor["state"]["state_mean"].numpy(), states.mean(0), atol=1e-5)
 
     results = run(tmp_path, "evaluate", "collective.random_prob=0.5")
     for task in ("reach", "drawer-close"):
@@ -162,8 +171,9 @@ def test_online_distill_with_the_collective_acting(tmp_path):
     assert set(evaluated) >= {"reach/success", "drawer-close/success", "success_vs_teachers"}
 
 
-def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5) -> dict:
-    """A random collective (transformer + actor) as plain data."""
+def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5, normalize_state: bool = False) -> dict:
+    """A random collective (transformer + actor) as plain data; ``normalize_state``: its actor standardises
+    the state with statistics fitted on random states far from zero mean and unit spread."""
     from polytask.collective.policy import module_state
     from polytask.nets.collective import CollectiveActor
     from polytask.nets.trajectory_transformer import TrajectoryTransformer
@@ -172,8 +182,12 @@ def _tiny_collective(obs_dim: int = 39, action_dim: int = 4, window: int = 5) ->
     t_kwargs = {"obs_dim": obs_dim, "action_dim": action_dim, "window": window, "d_model": 16, "n_heads": 2,
                 "n_layers": 1, "ff_dim": 32}
     a_kwargs = {"obs_dim": obs_dim, "action_dim": action_dim, "embed_dim": 6, "hidden_dim": 32}
+    actor = CollectiveActor(**a_kwargs, normalize_state=normalize_state)
+    if normalize_state:
+        a_kwargs["normalize_state"] = True
+        actor.fit_state_normalization(torch.randn(100, obs_dim) * torch.linspace(0.3, 3, obs_dim) + 0.5)
     return {"transformer": module_state(TrajectoryTransformer(**t_kwargs), t_kwargs),
-            "actor": module_state(CollectiveActor(**a_kwargs), a_kwargs)}
+            "actor": module_state(actor, a_kwargs)}
 
 
 def test_embedding_wrapper_sees_the_windows_the_actor_is_distilled_on():
@@ -232,10 +246,11 @@ def test_shaped_student_adds_the_weighted_bonus_to_the_reward(monkeypatch):
     assert "collective" in agent.state_dict()  # the weights file rebuilds the student alone
 
 
-def test_finetuned_student_starts_as_the_collective_actor():
+@pytest.mark.parametrize("normalize_state", [False, True])
+def test_finetuned_student_starts_as_the_collective_actor(normalize_state):
     from polytask.agents.collective_sac import CollectiveSACAgent
 
-    collective = _tiny_collective()
+    collective = _tiny_collective(normalize_state=normalize_state)
     agent = CollectiveSACAgent({"state": (39,)}, 4, "features", collective=collective, hidden_dim=32)
     obs = _batch()["obs"]
     mean, log_std = agent.collective.gaussian(obs["collective_embedding"], obs["state"])

@@ -117,7 +117,7 @@ class CollectiveSACAgent(_CollectiveInput, SACAgent):
         source = self.collective.actor
         self.actor = GaussianActor(source.embed_dim + source.obs_dim, source.action_dim, source.hidden_dim,
                                    source.hidden_dim, source.hidden_depth, False, source.log_std_bounds).to(self.device)
-        self.actor.load_state_dict(source.actor.state_dict())
+        self.actor.load_state_dict(source.gaussian_actor_state_dict())  # its state normalisation folded in
         self.actor_opt = adam(self.actor.parameters(), self.cfg.lr)
         self.train(True)
 

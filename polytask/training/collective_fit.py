@@ -154,13 +154,15 @@ def step_windows(episode: tuple, window: int) -> dict[str, np.ndarray]:
 def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger: Logger,
               warm_start: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """The collective actor trained on [embedding, state] against the teachers' labels of ``data`` (per
-    task, a list of labelled episodes) with :func:`~polytask.nets.collective.distill_loss`,
-    ``distill.steps`` batches; every step t of every episode is embedded by ``collective``'s frozen
-    transformer from the window ending at s_t (left-padded at the start, as at run time).
+    task, a list of labelled episodes) with :func:`~polytask.nets.collective.distill_loss`
+    (``distill.mean_loss``), ``distill.steps`` batches; every step t of every episode is embedded by
+    ``collective``'s frozen transformer from the window ending at s_t (left-padded at the start, as at
+    run time).
 
     Args:
         warm_start: an actor's plain state (``{"kwargs", "state"}``, :func:`module_state`) to go on
-            training, with its own sizes; None: a new actor of ``distill.*``'s sizes.
+            training, with its own sizes and state normalisation; None: a new actor of ``distill.*``'s
+            sizes, its state normalisation (``distill.normalize_state``) fitted on ``data``'s states.
 
     Returns:
         ``(actor, its constructor kwargs, {"distill_loss", "labelled_steps", "train_seconds"})``.
@@ -183,8 +185,11 @@ def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger:
         actor = build_module(CollectiveActor, warm_start, device).requires_grad_(True)
     else:
         kwargs = {"obs_dim": x_state.shape[1], "action_dim": y_mean.shape[1], "embed_dim": collective.embed_dim,
-                  "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth)}
+                  "hidden_dim": int(opts.hidden_dim), "hidden_depth": int(opts.hidden_depth),
+                  "normalize_state": bool(opts.normalize_state)}
         actor = CollectiveActor(**kwargs).to(device)
+        if actor.normalize_state:
+            actor.fit_state_normalization(x_state)
     actor.train()
     opt = torch.optim.Adam(actor.parameters(), lr=float(opts.lr))
     gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
@@ -192,7 +197,8 @@ def fit_actor(cfg: DictConfig, collective: Collective, data: list[list], logger:
     for step in range(int(opts.steps)):
         idx = torch.randint(0, len(x_state), (int(opts.batch_size),), generator=gen).to(device)
         mean, log_std = actor(x_emb[idx], x_state[idx])
-        loss = distill_loss(mean, log_std, y_mean[idx], y_log_std[idx], float(opts.log_std_weight))
+        loss = distill_loss(mean, log_std, y_mean[idx], y_log_std[idx], float(opts.log_std_weight),
+                            str(opts.mean_loss))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
