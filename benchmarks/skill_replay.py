@@ -46,17 +46,13 @@ def replay(agent, env, episode) -> dict[str, float | list]:
     rec = model.decoder(s.reshape(-1, s.shape[-1]), z.repeat_interleave(horizon, 0)).clamp(-1, 1)
     rec_mse = float((rec - a.reshape(-1, a.shape[-1])).pow(2).mean())
     obs, _ = env.reset(seed=int(episode.seed))
-    ret, t, drift, info, done = 0.0, 0, [], {}, False
-    for skill in z.numpy():
-        for _ in range(horizon):
-            if t in DRIFT_AT:
-                drift.append((t, float(np.abs(obs["state"][:7] - episode.obs["state"][t][:7]).max())))
-            obs, reward, terminated, truncated, info = env.step(agent.decode(obs, skill))
-            ret, t = ret + float(reward), t + 1
-            done = terminated or truncated
-            if done:
-                break
-        if done:
+    ret, drift, info = 0.0, [], {}
+    for t, skill in enumerate(z.numpy().repeat(horizon, axis=0)):  # each window's skill for its H steps
+        if t in DRIFT_AT:
+            drift.append((t, float(np.abs(obs["state"][:7] - episode.obs["state"][t][:7]).max())))
+        obs, reward, terminated, truncated, info = env.step(agent.decode(obs, skill))
+        ret += float(reward)
+        if terminated or truncated:
             break
     return {"rec_mse": rec_mse, "return": ret, "recorded_return": float(episode.reward.sum()), "drift": drift,
             "completed": list(info.get("completed", []))}

@@ -423,7 +423,7 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         script ran), ``num_completed`` int64 (T,), subtasks completed after each step, and
         ``intended_action`` float32 (T, 9), each step's action without the action noise (the recorded
         ``action`` is the executed, noisy one; skill stages learn from these labels with
-        ``play.action_labels=intended``, as DART labels noisy demonstrations with the expert's intended
+        ``suite.play_action_labels=intended``, as DART labels noisy demonstrations with the expert's intended
         action);
         ``extras["subtasks"]`` lists the drawn sequence. ``success`` is 1.0
         after steps where every drawn subtask is done.

@@ -87,8 +87,7 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
     episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces), make_cmd=cmd)
     check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
     if labels == "intended":
-        missing = [i for i, ep in enumerate(episodes) if "intended_action" not in ep.infos]
-        if missing:
+        if any("intended_action" not in ep.infos for ep in episodes):
             raise DatasetError(f"The play data at {path} has no intended actions (it was made before they were "
                                f"recorded). Delete it and make it again with:\n  {cmd}\n(or pass "
                                "suite.play_action_labels=executed to learn from the executed actions)")
