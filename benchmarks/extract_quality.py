@@ -1,7 +1,8 @@
 """Quality of EXTRACT's skill discovery against the play data's recorded per-step labels, for several
 embeddings: the adjusted Rand index and purity of the raw and the median-filtered clusters, per-cluster
-purity, the kept segments, and the wall time of each stage. Reads an existing play dataset (make it with
-``collect_play.py``); writes nothing.
+purity, the kept segments, how much choice of skill the state leaves (held-out accuracy and mean
+entropy of a logistic p(k | s_1), ``polytask.skills.extract.skill_choice``), and the wall time of each
+stage. Reads an existing play dataset (make it with ``collect_play.py``); writes nothing.
 
     python benchmarks/extract_quality.py data/datasets/polytask/maze/play-features-v0 --label goal \\
         --transform direction --embedding state_delta state_delta:0,1 state_delta:2,3 random
@@ -25,6 +26,7 @@ from polytask.skills.extract import (
     quality,
     runs,
     segment_labels,
+    skill_choice,
     smooth_labels,
     true_labels,
 )
@@ -54,7 +56,8 @@ def main() -> None:
     print(f"{len(episodes)} episodes, {sum(map(len, episodes))} steps, loaded in {time.perf_counter() - start:.1f}s")
     truth = np.concatenate(true_labels(episodes, args.label, args.transform))
     print("| embedding | ARI raw | ARI filtered | purity filtered | per-cluster purity | segments (steps kept) | "
-          "seconds (embed / cluster / segment) |\n| --- | --- | --- | --- | --- | --- | --- |")
+          "p(k \\| s_1) accuracy / entropy (nats) | seconds (embed / cluster / segment) |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.embedding:
         if spec == "random":
             found = random_discovery(episodes, args.k, args.seed)
@@ -66,8 +69,10 @@ def main() -> None:
         per = " ".join(f"{c['purity']:.2f}" for c in smooth["clusters"].values())
         secs = " / ".join(f"{found.seconds.get(k, 0.0):.2f}" for k in ("embed", "cluster", "segment"))
         kept = sum(len(s) for s in found.segments)
+        choice = skill_choice(episodes, found.segments)
+        choice = f"{choice['accuracy']:.2f} / {choice['entropy']:.2f}" if choice else "-"
         print(f"| {spec} | {raw['ari']:.3f} | {smooth['ari']:.3f} | {smooth['purity']:.3f} | {per} | "
-              f"{len(found.segments)} ({kept}) | {secs} |")
+              f"{len(found.segments)} ({kept}) | {choice} | {secs} |")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from polytask.data.demos import DatasetError, Episode, dataset_path, load_episod
 from polytask.errors import ConfigError
 from polytask.skills.embeddings import embed_episodes
 from polytask.skills.extract import (
+    Segment,
     discover_skills,
     labelled_episodes,
     quality,
     runs,
     segment_labels,
+    skill_choice,
     smooth_labels,
 )
 from polytask.skills.segments import SegmentBuffer
@@ -89,6 +91,20 @@ def test_clustering_recovers_planted_skills_and_their_segments():
     everything = np.concatenate(truth)
     shuffled = quality(np.random.default_rng(0).integers(0, 4, len(everything)), everything)
     assert abs(shuffled["ari"]) < 0.05 and shuffled["purity"] < 0.5
+
+
+def test_skill_choice_tells_a_skill_the_state_gives_away_from_one_it_leaves_open():
+    episodes, _ = planted(episodes=20)
+    found = discover_skills(episodes, k=4, min_len=5, max_len=30, seed=0)
+    given = skill_choice(episodes, found.segments, heldout_fraction=0.25)  # each skill sits at its own centre
+    assert given["log_k"] == pytest.approx(np.log(4))
+    assert given["accuracy"] > 0.95 and given["entropy"] < 0.3 * given["log_k"], given
+    rng = np.random.default_rng(1)
+    free = [Segment(s.episode, s.start, s.stop, int(rng.integers(0, 4))) for s in found.segments]
+    left_open = skill_choice(episodes, free, heldout_fraction=0.25)  # the same states, skills drawn at random
+    assert left_open["accuracy"] < 0.5 and left_open["entropy"] > 0.8 * left_open["log_k"], left_open
+    assert skill_choice(episodes, []) is None
+    assert skill_choice(episodes, [s for s in found.segments if s.episode < 15], heldout_fraction=0.25) is None
 
 
 def test_image_embedding_needs_its_weights_file_or_pixels(tmp_path):

@@ -36,6 +36,7 @@ def _sklearn():
     try:
         import scipy.ndimage
         import sklearn.cluster
+        import sklearn.linear_model
         import sklearn.metrics
     except ImportError as e:
         raise ConfigError("EXTRACT's skill discovery needs scikit-learn: pip install scikit-learn "
@@ -143,6 +144,35 @@ def quality(predicted: np.ndarray, truth: np.ndarray) -> dict:
                        "majority": int(values[counts.argmax()])}
     return {"ari": float(sklearn.metrics.adjusted_rand_score(truth, predicted)),
             "purity": float(hits / max(len(truth), 1)), "clusters": per}
+
+
+def skill_choice(episodes: Sequence[Episode], segments: Sequence[Segment], heldout_fraction: float = 0.1,
+                 seed: int = 0) -> dict | None:
+    """How much choice of skill a state leaves: a multinomial logistic regression p(k | s₁) from each
+    kept segment's first state ``obs["state"]`` (standardised) to its skill, fitted on the segments of
+    the first 1 − ``heldout_fraction`` of ``episodes`` and scored on the rest's.
+
+    Returns ``{"accuracy", "entropy", "log_k", "segments"}``: held-out accuracy, the mean entropy of
+    the predicted p(k | s₁) in nats and, for reference, the entropy of a uniform choice (log of the
+    number of skills seen). Accuracy near 1 with entropy near 0 says the skill id is a function of the
+    state (an embedding of where the robot is rather than of what it does): a policy whose skill
+    choice starts as this prior (EXTRACT's π_d) then has nothing to choose between. None when either
+    split has no segment or the training split one skill only.
+    """
+    sklearn, _ = _sklearn()
+    cut = int(round(len(episodes) * (1.0 - heldout_fraction)))
+    x = np.array([episodes[s.episode].obs["state"][s.start] for s in segments], np.float64)
+    y = np.array([s.label for s in segments])
+    train = np.array([s.episode < cut for s in segments], bool)
+    if len(segments) == 0 or train.all() or not train.any() or len(np.unique(y[train])) < 2:
+        return None
+    mean, std = x[train].mean(0), x[train].std(0)
+    x = (x - mean) / np.where(std > 1e-8, std, 1.0)
+    model = sklearn.linear_model.LogisticRegression(max_iter=2000, random_state=seed).fit(x[train], y[train])
+    p = model.predict_proba(x[~train])
+    return {"accuracy": float(model.score(x[~train], y[~train])),
+            "entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum(1).mean()),
+            "log_k": float(np.log(len(np.unique(y)))), "segments": len(segments)}
 
 
 def true_labels(episodes: Sequence[Episode], key: str, transform: str = "none") -> list[np.ndarray] | None:

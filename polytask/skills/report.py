@@ -5,8 +5,9 @@
   purity and majority label;
 - ``clusters.png``: per cluster a row of example segments: the middle frame of each for pixel play
   data, else the path of the first two state dimensions relative to the segment's start (matplotlib);
-- ``quality.json``: the options, the stage wall times and, with recorded labels, the adjusted Rand index
-  and purity of the raw and the smoothed clusters against them.
+- ``quality.json``: the options, the stage wall times, how much choice of skill the state leaves
+  (``skill_choice``: :func:`polytask.skills.extract.skill_choice`, for state play data) and, with
+  recorded labels, the adjusted Rand index and purity of the raw and the smoothed clusters against them.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def path_strip(episodes: Sequence[Episode], found, k: int, path: Path) -> bool:
 def write_report(folder: Path, episodes: Sequence[Episode], found, truth: list[np.ndarray] | None, k: int,
                  options: dict) -> str:
     """Write the files of the module docstring into ``folder``; returns a short text summary."""
-    from polytask.skills.extract import quality
+    from polytask.skills.extract import quality, skill_choice
 
     folder = Path(folder)
     with open(folder / "segments.csv", "w", newline="") as f:
@@ -110,12 +111,16 @@ def write_report(folder: Path, episodes: Sequence[Episode], found, truth: list[n
         frame_strip(episodes, found, k, folder / "clusters.png")
     elif not path_strip(episodes, found, k, folder / "clusters.png"):
         log.warning("clusters.png not written: state play data is drawn with matplotlib (pip install matplotlib)")
+    choice = skill_choice(episodes, found.segments) if "state" in episodes[0].obs else None
     summary = {"options": options, "seconds": {k_: round(v, 3) for k_, v in found.seconds.items()},
-               "segments": len(found.segments), **scores}
+               "segments": len(found.segments), "skill_choice": choice, **scores}
     (folder / "quality.json").write_text(json.dumps(summary, indent=1))
     lines = [f"stage seconds: {summary['seconds']}"]
     if scores:
         lines.append(f"against recorded labels: ARI raw {scores['raw']['ari']:.3f}, smoothed "
                      f"{scores['smoothed']['ari']:.3f}; purity smoothed {scores['smoothed']['purity']:.3f}")
+    if choice:
+        lines.append(f"skill choice left by the state (logistic p(k | s_1), held-out episodes): accuracy "
+                     f"{choice['accuracy']:.2f}, entropy {choice['entropy']:.2f} nats (uniform: {choice['log_k']:.2f})")
     lines += [", ".join(f"{k_} {v}" for k_, v in r.items()) for r in rows]
     return "\n".join(lines)
