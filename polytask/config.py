@@ -4,6 +4,7 @@ registered on import, before Hydra composes."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from omegaconf import OmegaConf
 
@@ -82,28 +83,18 @@ def demos_tag(num_demos, irl=None, load_bc=False, bc_regularize=False) -> str:
 BOOKKEEPING_KEYS = ("eval", "log_every_steps", "eval_every_steps", "save_every_steps", "weights_tag")
 
 
-def settings_tag() -> str:
-    """The command-line overrides of the running Hydra job that set what it learns, as a file-name
-    part that a Hydra override can take unquoted: ``agent.lr=0.001 recipe=drqv2_state`` ->
-    ``agent.lr-0.001+recipe-drqv2_state``; ``""`` for a run with the default settings or outside a
-    Hydra job.
-
-    Leaves out what the run directory leaves out (``hydra.job.config.override_dirname.exclude_keys``:
-    suite, tasks, seed, ... already named elsewhere) and :data:`BOOKKEEPING_KEYS` (eval, logging and
-    checkpoint schedules). Characters other than letters, digits and ``._-`` become ``_``; where that
-    changed something, or past 80 characters, a hash of the overrides is appended so that tags stay
-    distinct. Makes exported weights files as distinct as their runs (``cfgs/config.yaml``:
-    ``weights_tag``), so a sweep over ``agent.lr`` no longer writes one file."""
+def overrides_tag(overrides: Iterable[str], exclude: Iterable[str] = ()) -> str:
+    """Hydra override strings as a file-name part that a Hydra override can take unquoted:
+    ``["agent.lr=0.001", "recipe=drqv2_state"]`` -> ``agent.lr-0.001+recipe-drqv2_state`` (sorted);
+    ``""`` when none is left. Leaves out overrides of the keys in ``exclude`` and of
+    :data:`BOOKKEEPING_KEYS` (eval, logging and checkpoint schedules). Characters other than letters,
+    digits and ``._-`` become ``_``; where that changed something, or past 80 characters, a hash of
+    the overrides is appended so that tags stay distinct."""
     import re
 
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
-    hydra_cfg = HydraConfig.get()
-    exclude = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    exclude = set(exclude)
     kept = []
-    for override in hydra_cfg.overrides.task:
+    for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key not in exclude and key.split(".", 1)[0] not in BOOKKEEPING_KEYS:
             kept.append(override.lstrip("+~"))
@@ -115,6 +106,24 @@ def settings_tag() -> str:
     if tag != "+".join(parts) or len(tag) > 80:
         tag = f"{tag[:80]}+{hashlib.sha1(','.join(kept).encode()).hexdigest()[:8]}"
     return tag
+
+
+def settings_tag() -> str:
+    """The command-line overrides of the running Hydra job that set what it learns, as a file-name
+    part (:func:`overrides_tag`): ``agent.lr=0.001 recipe=drqv2_state`` ->
+    ``agent.lr-0.001+recipe-drqv2_state``; ``""`` for a run with the default settings or outside a
+    Hydra job.
+
+    Leaves out what the run directory leaves out (``hydra.job.config.override_dirname.exclude_keys``:
+    suite, tasks, seed, ... already named elsewhere) and :data:`BOOKKEEPING_KEYS`. Makes exported
+    weights files as distinct as their runs (``cfgs/config.yaml``: ``weights_tag``), so a sweep over
+    ``agent.lr`` no longer writes one file."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    hydra_cfg = HydraConfig.get()
+    return overrides_tag(hydra_cfg.overrides.task, hydra_cfg.job.config.override_dirname.exclude_keys)
 
 
 def file_stem(path: str) -> str:

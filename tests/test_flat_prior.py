@@ -156,7 +156,9 @@ def test_bc_sac_makes_the_flat_prior_first(tmp_path):
                    "eval_every_steps=60", "eval.num_episodes=1", "eval.video=off", DEVICE)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stderr + p.stdout
-    prior_file = data_dir / "weights" / "flat_prior" / "maze" / "play-features-seed1.pt"
+    # named with the stage overrides' settings (the eval ones left out), as the stage's own command names it
+    prior_file = (data_dir / "weights" / "flat_prior" / "maze" /
+                  "play-features-seed1-agent.hidden_dim-32+heldout_windows-64+num_train_steps-100+play.num_episodes-4.pt")
     assert f"flat_prior weights missing at {prior_file}" in out and "Play data missing" in out
     assert f"flat_prior (frozen) from {prior_file}" in out
     assert (run / "stages" / "flat_prior" / "heldout.csv").exists()

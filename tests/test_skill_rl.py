@@ -17,7 +17,7 @@ from polytask.agents.skills import DemoDiscriminatorAgent, SkillPosteriorAgent, 
 from polytask.errors import ConfigError
 from polytask.training.checkpoint import load_checkpoint
 from polytask.training.logger import read_metrics
-from polytask.training.skill_inputs import missing_stages, stage_file, stage_path
+from polytask.training.skill_inputs import missing_stages, stage_file, stage_overrides, stage_path
 from polytask.utils import atomic_torch_save
 from tests.conftest import (
     DEVICE,
@@ -210,6 +210,28 @@ def test_missing_stages_come_in_the_order_they_are_made(tmp_path):
     assert missing_stages(cfg, SkillSACAgent.inputs({})) == ["skill_prior"]
 
 
+def test_stage_files_carry_the_settings_of_the_stage_overrides(tmp_path):
+    """A run that sets ``stage_overrides.<stage>`` looks for and makes that stage's file with those settings
+    in its name (the eval ones left out), as the stage's own command names it: a run asking for other
+    settings never takes it. The posterior made first trains on the run's skill model."""
+    base = ("agent=skild", "suite=maze", f"data_dir={tmp_path}", "num_demos_per_task=2")
+    plain = compose_cfg(*base)
+    longer = compose_cfg(*base, 'stage_overrides.skill_prior=["num_train_steps=40000","eval.num_episodes=3"]')
+    longest = compose_cfg(*base, 'stage_overrides.skill_prior=["num_train_steps=100000"]')
+    assert stage_path(plain, "skill_prior").name == "play-features-seed1.pt"
+    assert stage_path(longer, "skill_prior").name == "play-features-seed1-num_train_steps-40000.pt"
+    assert "weights_tag=num_train_steps-40000" in stage_overrides(longer, "skill_prior")
+    assert "weights_tag=" in stage_overrides(plain, "skill_prior")
+    made = stage_path(longer, "skill_prior")
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"")
+    inputs = SkiLDAgent.inputs({})
+    assert missing_stages(longer, inputs) == ["skill_posterior", "demo_discriminator"]
+    assert missing_stages(longest, inputs)[0] == "skill_prior"  # not the 40k-update model
+    assert missing_stages(plain, inputs)[0] == "skill_posterior"  # the one file with other settings, as before
+    assert f"skill_model={made}" in stage_overrides(longer, "skill_posterior")
+
+
 def test_spirl_run_killed_and_resumed(tmp_path):
     """A maze run on a small exported skill model, killed after its first checkpoint and run again:
     it resumes there with its replay buffer and frame count and ends with the weights exported."""
@@ -263,7 +285,8 @@ def test_skild_end_to_end_makes_every_missing_stage_first(tmp_path):
         assert f"{stage} weights missing at" in out, stage
         assert (run / "stages" / stage / "results.json").exists(), stage
     assert "Play data missing" in out
-    posterior = data_dir / "weights" / "skill_posterior" / "maze" / "umaze-features-d2-seed1.pt"
+    posterior = (data_dir / "weights" / "skill_posterior" / "maze" /
+                 "umaze-features-d2-seed1-agent.hidden_dim-32+num_train_steps-20.pt")  # its stage_overrides' settings
     assert f"skill_posterior (frozen) from {posterior}" in out
     weights = exported_weights(p)
     assert weights.parent == data_dir / "weights" / "skild" / "maze" and "-d2-seed1" in weights.name

@@ -22,7 +22,11 @@ that stage with other settings, :func:`polytask.training.weights.find_weights`):
 A stage made first runs ``train.py``'s config for ``agent=<stage>`` with the run's suite node (its
 task preset's env settings included), data_dir, obs_type, seed, demo count and device, plus the
 run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_steps=5000``), in
-``<run dir>/stages/<stage>``; its weights go where they are looked for.
+``<run dir>/stages/<stage>``; its weights go where they are looked for. A run that sets
+``stage_overrides.<stage>`` looks for that stage's file with those settings in its name
+(``play-features-seed1-num_train_steps-40000.pt``, :func:`stage_tag`), the name the stage's own
+command with the same overrides gives it, so runs asking for different stage settings never share
+a file. A skill posterior made first is trained on the run's skill model.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from polytask.config import overrides_tag
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
 from polytask.training.weights import find_weights, flat_prior_path, play_weights_path, read_weights, weights_path
@@ -83,15 +88,28 @@ def finetuned(cfg: DictConfig, stage: str) -> bool:
     return stage == "extract_skill" and cfg.get("finetune_on") == "demos" and cfg.agent.name != "extract_skill"
 
 
+def stage_tag(cfg: DictConfig, stage: str) -> str:
+    """The settings part of stage ``stage``'s file name: the run's ``stage_overrides.<stage>`` as
+    :func:`polytask.config.overrides_tag` writes them (``["num_train_steps=40000"]`` ->
+    ``num_train_steps-40000``, as the stage's own command with those overrides names its file);
+    ``""`` without overrides."""
+    return overrides_tag(str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, []))
+
+
 def stage_path(cfg: DictConfig, stage: str) -> Path:
-    """Where stage ``stage``'s weights are looked for by convention (see the module docstring)."""
+    """Where stage ``stage``'s weights are looked for by convention (see the module docstring), with
+    :func:`stage_tag` appended to the name when the run sets ``stage_overrides.<stage>``: a run never
+    takes a stage trained with other settings than it asks for."""
     if finetuned(cfg, stage):
-        return weights_path(cfg, agent=stage)
-    if stage == "flat_prior":
-        return flat_prior_path(cfg)
-    if stage in ("skill_prior", "extract_skill"):
-        return play_weights_path(cfg, stage)
-    return weights_path(cfg, agent=stage)
+        path = weights_path(cfg, agent=stage)
+    elif stage == "flat_prior":
+        path = flat_prior_path(cfg)
+    elif stage in ("skill_prior", "extract_skill"):
+        path = play_weights_path(cfg, stage)
+    else:
+        path = weights_path(cfg, agent=stage)
+    tag = stage_tag(cfg, stage)
+    return path.with_name(f"{path.stem}-{tag}{path.suffix}") if tag else path
 
 
 def stage_command(cfg: DictConfig, stage: str) -> str:
@@ -113,9 +131,11 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
     one it starts from)."""
     base = [f"agent={stage}", f"obs_type={cfg.obs_type}", f"seed={cfg.seed}", f"data_dir={cfg.data_dir}",
             f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
-            f"device={cfg.device}", "weights_tag=", "resume=never"]
-    if stage == "skill_posterior" and cfg.get("skill_model"):
-        base.append(f"skill_model={cfg.skill_model}")
+            f"device={cfg.device}", f"weights_tag={stage_tag(cfg, stage)}", "resume=never"]
+    if stage == "skill_posterior":  # trained on the run's skill model (made first, or named, or found)
+        model = cfg.get("skill_model") or run_skill_model_file(cfg)
+        if model:
+            base.append(f"skill_model={model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
         base.append(f"prior_data={cfg.prior_data}")
     own = [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
