@@ -8,11 +8,17 @@ reset with the episode's own seed, and the windows' skills are decoded closed-lo
 the open-loop reconstruction MSE of the decoder on the episode's own states (per action entry), the
 recorded return and the replayed one, the drift of the replay from the recording (max |Δ| over the
 first 7 state features, the arm's joints on the kitchen, at a few steps), and the kitchen subtasks the
-replay completed. The last line gives the means. A skill model whose replays fall far short of the
-recordings cannot be steered to that behaviour by a skill-space policy either.
+replay completed. The last lines give the means and, for play data that records the subtask at every
+step (``infos["subtask"]``, the kitchen's), per subtask how often the replays completed it against how
+often the episodes started it. A skill model whose replays fall far short of the recordings cannot be
+steered to that behaviour by a skill-space policy either. ``--labels intended`` encodes the play
+scripts' intended actions (``infos["intended_action"]``), what the default skill models learn from.
 
     python benchmarks/skill_replay.py data/weights/skill_prior/kitchen/play-features-seed1.pt \\
         data/datasets/polytask/kitchen/microwave-kettle-light-slide-features-v0 --task microwave-kettle-light-slide
+    python benchmarks/skill_replay.py data/weights/skill_prior/kitchen/play-features-seed1.pt \\
+        data/datasets/polytask/kitchen/play-features-v0 --task burner-topburner-light-slide-hinge-microwave-kettle \\
+        --episodes 40 --obs-noise --labels intended
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
+from collections import Counter
 
 import numpy as np
 import torch
@@ -65,18 +72,28 @@ def main() -> None:
     parser.add_argument("--suite", default="kitchen", help="suite module under polytask.suites (kitchen, maze)")
     parser.add_argument("--task", default="microwave-kettle-light-slide", help="the env task to replay in")
     parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--last", action="store_true",
+                        help="the last episodes instead of the first (the skill stages hold out the last 5%% of play)")
     parser.add_argument("--obs-noise", action="store_true", help="kitchen: the env's observation noise on")
+    parser.add_argument("--labels", choices=("executed", "intended"), default="executed",
+                        help="the actions to encode: the recorded ones or infos['intended_action'] (play data)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     suite = importlib.import_module(f"polytask.suites.{args.suite}")
     kwargs = {"obs_noise": args.obs_noise} if args.suite == "kitchen" else {}
     env = suite.make(args.task, "features", **kwargs)
     agent = load_policy(args.weights, env)
-    results = []
-    for episode in load_episodes(args.dataset)[: args.episodes]:
+    results, started, replayed = [], Counter(), Counter()
+    episodes = load_episodes(args.dataset)
+    for episode in episodes[-args.episodes:] if args.last else episodes[: args.episodes]:
         start = time.perf_counter()
+        if args.labels == "intended":
+            episode.action = np.asarray(episode.infos["intended_action"], np.float32)
         r = replay(agent, env, episode)
         results.append(r)
+        if "subtask" in episode.infos and hasattr(suite, "SUBTASKS"):
+            started.update(suite.SUBTASKS[i] for i in dict.fromkeys(int(x) for x in episode.infos["subtask"] if x >= 0))
+            replayed.update(r["completed"])
         drift = " ".join(f"{t}:{d:.2f}" for t, d in r["drift"])
         print(f"seed {episode.seed}: rec_mse {r['rec_mse']:.4f}  return {r['return']:.0f} (recorded "
               f"{r['recorded_return']:.0f})  drift {drift}  completed {r['completed']}  "
@@ -85,6 +102,8 @@ def main() -> None:
     mean = {k: np.mean([r[k] for r in results]) for k in ("rec_mse", "return", "recorded_return")}
     print(f"mean over {len(results)}: rec_mse {mean['rec_mse']:.4f}  return {mean['return']:.2f} "
           f"(recorded {mean['recorded_return']:.2f})")
+    for name in started:
+        print(f"  {name}: replays completed it {replayed[name]} times; episodes started it {started[name]} times")
 
 
 if __name__ == "__main__":
