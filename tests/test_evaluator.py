@@ -1,4 +1,5 @@
-"""The evaluator's batched episodes (per-slot episode starts for policies with memory) and its videos."""
+"""The evaluator's batched episodes (per-slot episode starts for policies with memory), its per-subtask
+success for multi-subtask tasks, and its videos."""
 
 from __future__ import annotations
 
@@ -43,6 +44,29 @@ def test_policy_sees_env_slots_and_episode_starts():
     # slots drop out as their episodes end; a slot's state counts down on consecutive calls
     assert [c["env_index"].tolist() for c in calls[:5]] == [[0, 1, 2]] * 3 + [[1, 2], [2]]
     assert [float(c["state"][-1, 0]) for c in calls[:5]] == [5, 4, 3, 2, 1]
+
+
+class SubtaskEnv(CountdownEnv):
+    """A two-subtask task: the first done on the first step of every episode, the second on the last step
+    of episodes with an even seed (``info["subtask_success"]`` flags, cumulative, as the kitchen's)."""
+
+    def reset(self, *, seed=None, options=None):
+        self.second = (seed or 0) % 2 == 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        info["subtask_success"] = np.array([1.0, float(self.second and terminated)], np.float32)
+        return obs, reward, terminated, truncated, info
+
+
+def test_multi_subtask_tasks_report_the_share_of_episodes_completing_each_subtask():
+    def policy(obs):
+        return np.zeros((len(obs["state"]), 1), np.float32)
+
+    m = Evaluator(lambda task: SubtaskEnv(), ["two"], num_episodes=5, num_envs=2, seed_base=0).run(policy)
+    assert m["two/subtask1"] == 1.0 and m["two/subtask2"] == pytest.approx(3 / 5)  # seeds 0, 2, 4
+    assert "two/subtask1" not in Evaluator(lambda task: CountdownEnv(), ["two"], 2, 2).run(policy)
 
 
 def test_video_is_written_and_a_missing_mp4_backend_only_warns(tmp_path, monkeypatch, caplog):

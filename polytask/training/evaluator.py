@@ -47,10 +47,13 @@ class Evaluator:
         self.stop_on_success, self.seed_base = stop_on_success, seed_base
 
     def run_task(self, policy: Policy, task_id: int, video_path: Path | None = None) -> dict[str, float]:
-        """Evaluate one task; returns ``{"success": rate, "return": mean, "length": mean steps}``."""
+        """Evaluate one task; returns ``{"success": rate, "return": mean, "length": mean steps}`` and, for
+        envs whose info flags the subtasks of a multi-subtask task (``info["subtask_success"]`` float
+        (n,), the kitchen's), ``subtask<j>`` for j = 1..n: the share of episodes that completed the
+        task's j-th subtask (in the task's order, e.g. ``kettle-burner-light-slide``: 1 is the kettle)."""
         task = self.tasks[task_id]
         envs = [self.make_env(task) for _ in range(self.num_envs)]
-        successes, returns, lengths, frames = [], [], [], []
+        successes, returns, lengths, frames, subtasks = [], [], [], [], []
         try:
             for first in range(0, self.num_episodes, self.num_envs):
                 n = min(self.num_envs, self.num_episodes - first)
@@ -58,6 +61,7 @@ class Evaluator:
                 active = list(range(n))
                 is_first = np.ones(n, bool)
                 ret, succ, length = np.zeros(n), np.zeros(n), np.zeros(n, int)
+                done: list[np.ndarray | None] = [None] * n
                 record = video_path is not None and first == 0
                 if record:
                     frames.append(envs[0].render())
@@ -74,6 +78,9 @@ class Evaluator:
                         ret[i] += r
                         length[i] += 1
                         succ[i] = max(succ[i], float(info.get("success", 0.0)))
+                        if "subtask_success" in info:
+                            flags = np.asarray(info["subtask_success"], np.float64)
+                            done[i] = flags if done[i] is None else np.maximum(done[i], flags)
                         if record and i == 0:
                             frames.append(envs[0].render())
                         if not (terminated or truncated or (self.stop_on_success and succ[i] > 0)):
@@ -82,13 +89,17 @@ class Evaluator:
                 successes += succ.tolist()
                 returns += ret.tolist()
                 lengths += length.tolist()
+                subtasks += [d for d in done if d is not None]
         finally:
             for env in envs:
                 env.close()
         if video_path is not None and frames:
             write_video(video_path, frames)
-        return {"success": float(np.mean(successes)), "return": float(np.mean(returns)),
-                "length": float(np.mean(lengths))}
+        metrics = {"success": float(np.mean(successes)), "return": float(np.mean(returns)),
+                   "length": float(np.mean(lengths))}
+        if subtasks and len(subtasks) == len(successes):
+            metrics.update({f"subtask{j + 1}": float(v) for j, v in enumerate(np.mean(subtasks, axis=0))})
+        return metrics
 
     def run(self, policy: Policy, video_dir: Path | None = None, step: int = 0) -> dict[str, float]:
         """Evaluate every task. Returns ``<task>/success``, ``<task>/return`` per task and their means
