@@ -170,7 +170,7 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     cfg = compose_cfg(f"recipe={recipe}")
     assert cfg.agent.name == agent and cfg.suite.name == "kitchen" and cfg.obs_type == "features"
     assert list(cfg.suite.task) == ["kettle-burner-light-slide"] and cfg.suite.task[0] in cfg.suite.play.exclude
-    assert "num_train_steps=40000" in cfg.stage_overrides.skill_prior
+    assert "num_train_steps=100000" in cfg.stage_overrides.skill_prior
     options = check_agent_options(cfg.agent)
     assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
     if agent == "skild":
