@@ -58,11 +58,11 @@ def check_collective_options(cfg: DictConfig) -> None:
         ConfigError: for an unknown teacher, data kind, online student or ``distill.mean_loss``, a random_prob
             outside [0, 1], another suite than Meta-World or pixels (the collective acts on state features).
     """
-    from polytask.nets.collective import MEAN_LOSSES
+    from polytask.nets.collective import check_mean_loss
 
     c = cfg.collective
-    if "distill" in cfg and cfg.distill.mean_loss not in MEAN_LOSSES:
-        raise ConfigError(f"distill.mean_loss={cfg.distill.mean_loss!r}: use one of {', '.join(MEAN_LOSSES)}")
+    if "distill" in cfg:
+        check_mean_loss(cfg.distill.mean_loss)
     if online_student(cfg) not in STUDENTS:
         raise ConfigError(f"online_distill.student={online_student(cfg)!r}: use one of {', '.join(STUDENTS)}")
     if c.teacher not in TEACHERS:

@@ -24,6 +24,12 @@ from polytask.nets.mlp import GaussianActor
 MEAN_LOSSES = ("pre_tanh", "action")
 
 
+def check_mean_loss(mean_loss: str) -> None:
+    """Raise a ConfigError naming :data:`MEAN_LOSSES` if ``mean_loss`` is not one of them."""
+    if mean_loss not in MEAN_LOSSES:
+        raise ConfigError(f"distill.mean_loss={mean_loss!r}: use one of {', '.join(MEAN_LOSSES)}")
+
+
 def distill_loss(mean: torch.Tensor, log_std: torch.Tensor, target_mean: torch.Tensor,
                  target_log_std: torch.Tensor, log_std_weight: float = 0.2,
                  mean_loss: str = "pre_tanh") -> torch.Tensor:
@@ -45,10 +51,9 @@ def distill_loss(mean: torch.Tensor, log_std: torch.Tensor, target_mean: torch.T
     Raises:
         ConfigError: for an unknown ``mean_loss``.
     """
+    check_mean_loss(mean_loss)
     if mean_loss == "action":
         mean, target_mean = torch.tanh(mean), torch.tanh(target_mean)
-    elif mean_loss != "pre_tanh":
-        raise ConfigError(f"distill.mean_loss={mean_loss!r}: use one of {', '.join(MEAN_LOSSES)}")
     return F.mse_loss(mean, target_mean) + log_std_weight * F.mse_loss(log_std, target_log_std)
 
 
