@@ -88,12 +88,17 @@ def finetuned(cfg: DictConfig, stage: str) -> bool:
     return stage == "extract_skill" and cfg.get("finetune_on") == "demos" and cfg.agent.name != "extract_skill"
 
 
+def own_overrides(cfg: DictConfig, stage: str) -> list[str]:
+    """The run's ``stage_overrides.<stage>`` as strings (``[]`` when it sets none)."""
+    return [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+
+
 def stage_tag(cfg: DictConfig, stage: str) -> str:
     """The settings part of stage ``stage``'s file name: the run's ``stage_overrides.<stage>`` as
     :func:`polytask.config.overrides_tag` writes them (``["num_train_steps=40000"]`` ->
     ``num_train_steps-40000``, as the stage's own command with those overrides names its file);
     ``""`` without overrides."""
-    return overrides_tag(str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, []))
+    return overrides_tag(own_overrides(cfg, stage))
 
 
 def stage_path(cfg: DictConfig, stage: str) -> Path:
@@ -138,7 +143,7 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
             base.append(f"skill_model={model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
         base.append(f"prior_data={cfg.prior_data}")
-    own = [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
+    own = own_overrides(cfg, stage)
     if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
         base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
         if finetuned(cfg, stage):  # the play-trained model it starts from gets the same overrides
