@@ -116,6 +116,24 @@ def test_expert_action_noise_perturbs_the_arm_only():
     env.close()
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.9])
+def test_play_action_noise_correlation_is_an_ar1_process_of_the_asked_std(rho):
+    """The executed minus the intended arm action is n_t = ρ·n_{t-1} + sqrt(1 − ρ²)·ε_t: lag-1
+    autocorrelation ρ, stationary std ``action_noise`` whatever ρ."""
+    (ep,) = play_episodes(None, 1, seed=5, action_noise=0.05, action_noise_correlation=rho, episode_len=200,
+                          subtasks=["light switch", "slide cabinet"], min_subtasks=2, max_subtasks=2)
+    noise = (ep.action[:, :7] - ep.infos["intended_action"][:, :7]).astype(np.float64)
+    inside = (np.abs(ep.action[:, :7]) < 1) & (np.abs(ep.infos["intended_action"][:, :7]) < 1)  # not clipped
+    inside &= (ep.infos["subtask"] >= 0)[:, None]  # a script acts (once all ran, the arm holds still, no noise)
+    both = inside[1:] & inside[:-1]
+    assert both.sum() > 400
+    lag1 = np.corrcoef(noise[1:][both], noise[:-1][both])[0, 1]
+    assert abs(lag1 - rho) < 0.12, lag1
+    assert 0.04 < noise[inside].std() < 0.06
+    with pytest.raises(ValueError, match=r"action_noise_correlation must lie in \[0, 1\)"):
+        next(play_episodes(None, 1, seed=5, action_noise_correlation=1.0, episode_len=5))
+
+
 def test_expert_holds_the_arm_still_against_gravity():
     env = make("task3", "features", seed=0, obs_noise=False)
     obs, _ = env.reset(seed=0)

@@ -250,20 +250,29 @@ class KitchenController:
         subtasks: gymnasium-robotics subtask names, in the order to do them.
         rng: randomness for ``waypoint_noise`` (uniform ±m on each script's object position) and
             ``action_noise`` (Gaussian std on the arm's actions, before clipping).
+        action_noise_correlation: ρ in [0, 1) of the action noise's AR(1) process,
+            ``n_t = ρ·n_{t-1} + sqrt(1 − ρ²)·ε_t`` with ε_t ~ N(0, action_noise²) (stationary std
+            ``action_noise``; 0: independent per step). Correlated noise pushes the arm off the script's
+            path by centimetres rather than millimetres, and the labels (``intended_action``) show the
+            way back: DART (Laskey et al., 2017) with noise the size of a learned policy's drift.
 
     Raises:
         UnknownSubtaskError: for a subtask without a script (the message lists the valid ones).
     """
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, subtasks: list[str],
-                 rng: np.random.Generator | None = None, waypoint_noise: float = 0.0, action_noise: float = 0.0):
+                 rng: np.random.Generator | None = None, waypoint_noise: float = 0.0, action_noise: float = 0.0,
+                 action_noise_correlation: float = 0.0):
         unknown = [s for s in subtasks if s not in SCRIPTS]
         if unknown:
             raise UnknownSubtaskError(f"No kitchen script for {unknown}; valid subtasks: {', '.join(SCRIPTS)}")
+        if not 0.0 <= action_noise_correlation < 1.0:
+            raise ValueError(f"action_noise_correlation must lie in [0, 1), got {action_noise_correlation}")
         self.scene = Scene(model, data)
         self.subtasks = list(subtasks)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.waypoint_noise, self.action_noise = waypoint_noise, action_noise
+        self.action_noise_correlation = action_noise_correlation
         self.dofs = np.arange(7)
         # the arm's position servos: gains kp (N·m/rad) and joint damping (N·m·s/rad)
         self._kp = model.actuator_gainprm[:7, 0].copy()
@@ -275,6 +284,7 @@ class KitchenController:
         the first :meth:`act`."""
         self.index = -1
         self.intended_action = np.zeros(9, np.float32)
+        self._noise = np.zeros(7)
         self._plan: list[Waypoint] = []
         self._next_subtask()
 
@@ -349,7 +359,9 @@ class KitchenController:
         action[7:] = (wp.grip - qpos_obs[7:9]) / (ACTION_SCALE * DT)
         self.intended_action = np.clip(action, -1.0, 1.0).astype(np.float32)
         if self.action_noise:
-            action[:7] += self.rng.normal(0.0, self.action_noise, 7)
+            rho = self.action_noise_correlation
+            self._noise = rho * self._noise + np.sqrt(1.0 - rho**2) * self.rng.normal(0.0, self.action_noise, 7)
+            action[:7] += self._noise
         self._steps += 1
         if wp.track is None and dist < wp.tol and ang < 0.1:
             self._held += 1
@@ -374,15 +386,18 @@ class KitchenExpert:
         action_noise: std of zero-mean Gaussian noise added to the arm's actions (before clipping).
             The demos then visit states around the script's path, and the noise being independent
             of the state, the mean action a cloned policy fits stays the script's (up to the clipping).
+        action_noise_correlation: the noise's AR(1) coefficient (:class:`KitchenController`).
 
     Raises:
         UnknownSubtaskError: for an unknown task name.
     """
 
-    def __init__(self, task: str, env, waypoint_noise: float = 0.005, action_noise: float = 0.0):
+    def __init__(self, task: str, env, waypoint_noise: float = 0.005, action_noise: float = 0.0,
+                 action_noise_correlation: float = 0.0):
         self.env = env.unwrapped
         self.controller = KitchenController(self.env.model, self.env.data, subtasks_of(task),
-                                            waypoint_noise=waypoint_noise, action_noise=action_noise)
+                                            waypoint_noise=waypoint_noise, action_noise=action_noise,
+                                            action_noise_correlation=action_noise_correlation)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """The controller's action for ``obs`` (float32 (9,), in [-1, 1])."""
@@ -394,12 +409,14 @@ class KitchenExpert:
 
 def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "features",
                   subtasks: list[str] | None = None, min_subtasks: int = 3, max_subtasks: int = 4,
-                  waypoint_noise: float = 0.01, action_noise: float = 0.1, episode_len: int = 280,
+                  waypoint_noise: float = 0.01, action_noise: float = 0.1, action_noise_correlation: float = 0.0,
+                  episode_len: int = 280,
                   exclude: list[str] | None = None, obs_noise: bool = True,
                   env_options: dict | None = None) -> Iterator[Episode]:
     """Task-agnostic kitchen play (the role of D4RL kitchen-mixed): each episode runs the scripts of
     a random sequence of ``min_subtasks``..``max_subtasks`` distinct subtasks with uniform waypoint
-    jitter (``waypoint_noise`` m) and Gaussian action noise (std ``action_noise``), in an env that
+    jitter (``waypoint_noise`` m) and Gaussian action noise (std ``action_noise``, AR(1) coefficient
+    ``action_noise_correlation``: :class:`KitchenController`), in an env that
     tracks all seven subtasks and runs the full ``episode_len`` steps.
 
     Args:
@@ -454,7 +471,8 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
             while tuple(order) in excluded:
                 order = draw()
             controller = KitchenController(kitchen.model, kitchen.data, order, rng=rng,
-                                           waypoint_noise=waypoint_noise, action_noise=action_noise)
+                                           waypoint_noise=waypoint_noise, action_noise=action_noise,
+                                           action_noise_correlation=action_noise_correlation)
             labels: list[int] = []
             completed: list[list[str]] = []
 
