@@ -134,6 +134,30 @@ def test_play_action_noise_correlation_is_an_ar1_process_of_the_asked_std(rho):
         next(play_episodes(None, 1, seed=5, action_noise_correlation=1.0, episode_len=5))
 
 
+def test_play_data_made_with_other_options_is_refused_with_both_ways_out(tmp_path):
+    from omegaconf import OmegaConf
+
+    from polytask.data.play import write_play_dataset
+    from polytask.training.skills import load_or_make_play
+
+    cfg = compose_cfg("agent=skill_prior", "suite=kitchen", f"data_dir={tmp_path}", "collect_missing_demos=false")
+    episodes = list(play_episodes(None, 2, seed=3, episode_len=10))
+    asked = OmegaConf.to_container(cfg.suite.play, resolve=True)
+    env = make("light", "features")
+    write_play_dataset(tmp_path, "kitchen", "features", episodes, {"play": {**asked, "num_episodes": 2}})
+    assert len(load_or_make_play(cfg, env)) == 2  # same options (another episode count): taken
+    write_play_dataset(tmp_path, "kitchen", "features", episodes,
+                       {"play": {**asked, "action_noise": 0.3, "exclude": [], "num_episodes": 2}})
+    with pytest.raises(DatasetError, match="made with other options") as error:
+        load_or_make_play(cfg, env)
+    message = str(error.value)
+    for part in ("suite.play.action_noise: asked 0.1, made with 0.3", "suite.play.exclude: asked [",
+                 "data_dir of their own", "python collect_play.py suite=kitchen", "'suite.play.action_noise=0.1'"):
+        assert part in message
+    assert "num_episodes" not in message
+    env.close()
+
+
 def test_expert_holds_the_arm_still_against_gravity():
     env = make("task3", "features", seed=0, obs_noise=False)
     obs, _ = env.reset(seed=0)

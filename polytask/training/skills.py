@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import (
@@ -31,6 +31,7 @@ from polytask.data.demos import (
     check_compatible,
     dataset_path,
     load_episodes,
+    read_metadata,
 )
 from polytask.data.play import play_dataset_id
 from polytask.errors import ConfigError, require_features
@@ -56,6 +57,28 @@ def play_command(cfg: DictConfig) -> str:
             f"data_dir={cfg.data_dir}")
 
 
+def check_play_options(cfg: DictConfig, path: Path) -> None:
+    """Refuse play data made with other ``suite.play`` options than the run asks for (the noise, the
+    subtasks, the excluded sequences...), which would otherwise be taken silently. The dataset's
+    ``polytask.play`` metadata (written by :func:`polytask.training.run.collect_play`) is compared
+    option by option; ``num_episodes`` is not compared (the dataset holds what was made), nor are
+    options the data predates.
+
+    Raises:
+        DatasetError: naming each differing option (asked, made) and the two ways out: a
+            ``data_dir`` of its own, or the ``collect_play.py`` command that remakes it.
+    """
+    made = (read_metadata(path).get("polytask") or {}).get("play") or {}
+    asked = OmegaConf.to_container(cfg.suite.play, resolve=True)
+    differ = {k: (v, made[k]) for k, v in asked.items() if k != "num_episodes" and k in made and made[k] != v}
+    if differ:
+        lines = "\n".join(f"  suite.play.{k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
+        overrides = " ".join(f"'suite.play.{k}={json.dumps(a)}'" for k, (a, _) in differ.items())
+        raise DatasetError(f"The play data at {path} was made with other options than this run asks for:\n{lines}\n"
+                           f"Give these options a data_dir of their own (data_dir=<dir> or POLYTASK_DATA_DIR), or "
+                           f"delete {path} and remake it with:\n  {play_command(cfg)} {overrides}")
+
+
 #: which actions the skill stages learn from (``suite.play_action_labels``): the executed ones, or the
 #: play generator's intended (noise-free) ones in ``infos["intended_action"]``, where it records them
 PLAY_ACTION_LABELS = ("executed", "intended")
@@ -71,8 +94,9 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
     Raises:
         ConfigError: for an unknown ``suite.play_action_labels``.
         DatasetError: if it is missing and may not be made (the message gives the path and the
-            ``collect_play.py`` command), the suite has no play data, the file is corrupted, its
-            shapes do not fit ``env``, or intended actions are asked for and it lacks them.
+            ``collect_play.py`` command), the suite has no play data, it was made with other
+            ``suite.play`` options (:func:`check_play_options`), the file is corrupted, its shapes do
+            not fit ``env``, or intended actions are asked for and it lacks them.
     """
     labels = cfg.suite.get("play_action_labels") or "executed"
     if labels not in PLAY_ACTION_LABELS:
@@ -84,6 +108,7 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
                                "to have it made first)")
         log.info(f"Play data missing at {path}: making it first ({cmd})")
         collect_play(cfg)
+    check_play_options(cfg, path)
     episodes = load_episodes(path, obs_keys=tuple(env.observation_space.spaces), make_cmd=cmd)
     check_compatible(episodes, env.observation_space, env.action_space, frame_stack_of(cfg), str(path))
     if labels == "intended":
