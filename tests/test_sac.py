@@ -35,9 +35,13 @@ def test_squashed_gaussian_log_prob_matches_torch_distribution():
     assert torch.all(log_std >= -5) and torch.all(log_std <= 2)
 
 
-def test_update_reduces_critic_loss_on_fixed_batch():
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_update_reduces_critic_loss_on_fixed_batch(layer_norm):
     torch.manual_seed(0)
-    agent = SACAgent(SHAPES, 4, "features", hidden_dim=64, lr=1e-3)
+    agent = SACAgent(SHAPES, 4, "features", hidden_dim=64, lr=1e-3, critic_layer_norm=layer_norm)
+    norms = [m for m in agent.critic_target.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == (2 * 2 if layer_norm else 0)  # one per hidden layer (2) of each of the twin Q MLPs
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in agent.actor.modules())
     batch = _batch()
     losses = [agent.update(batch)["critic_loss"] for _ in range(150)]
     assert np.mean(losses[-10:]) < 0.3 * losses[0], (losses[0], losses[-10:])

@@ -58,7 +58,8 @@ class SACAgent(Agent):
         dim = int(obs_shapes[self.obs_key][0])
         self.actor = GaussianActor(self._actor_input_dim(dim), action_dim, cfg.hidden_dim, cfg.hidden_dim,
                                    cfg.hidden_depth, False, tuple(cfg.log_std_bounds)).to(self.device)
-        self.critic = Critic(dim, action_dim, cfg.hidden_dim, cfg.hidden_dim, cfg.hidden_depth, False).to(self.device)
+        self.critic = Critic(dim, action_dim, cfg.hidden_dim, cfg.hidden_dim, cfg.hidden_depth, False,
+                             cfg.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
         self.actor_opt = adam(self.actor.parameters(), cfg.lr)

@@ -17,6 +17,8 @@ class SACConfig(AgentConfig):
     lr: float = option(3e-4, "Adam learning rate of actor, critics and temperature")
     hidden_dim: int = option(256, "width of the actor and critic MLPs")
     hidden_depth: int = option(2, "hidden layers of the actor and critic MLPs")
+    critic_layer_norm: bool = option(False, "LayerNorm after each hidden layer of the Q MLPs (against Q divergence "
+                                     "on actions far from the data: Ball et al. 2023)")
     critic_target_tau: float = option(0.005, "Polyak rate τ of the target critics")
     init_temperature: float = option(1.0, "initial temperature α")
     target_entropy: float | None = option(None, "target entropy H̄; null: -|A|")
