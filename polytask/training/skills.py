@@ -68,7 +68,10 @@ def check_play_options(cfg: DictConfig, path: Path) -> None:
         DatasetError: naming each differing option (asked, made) and the two ways out: a
             ``data_dir`` of its own, or the ``collect_play.py`` command that remakes it.
     """
-    made = (read_metadata(path).get("polytask") or {}).get("play") or {}
+    try:
+        made = (read_metadata(path).get("polytask") or {}).get("play") or {}
+    except (OSError, ValueError):  # unreadable metadata: load_episodes says what is wrong and how to remake it
+        return
     asked = OmegaConf.to_container(cfg.suite.play, resolve=True)
     differ = {k: (v, made[k]) for k, v in asked.items() if k != "num_episodes" and k in made and made[k] != v}
     if differ:
