@@ -83,6 +83,24 @@ def test_actor_loss_is_kl_regularised_and_pulls_the_policy_to_the_prior():
     assert after < 0.2 * kl.mean().item(), (kl.mean().item(), after)
 
 
+@pytest.mark.parametrize("squash", ["tanh", "scaled"])
+def test_scaled_squash_makes_the_initial_policy_act_as_the_prior(squash):
+    """``squash=scaled`` (z = bound·tanh(u / bound)): the untrained policy, a copy of the prior, acts with
+    the prior's skills (up to the squash's O(u³/bound²)); ``squash=tanh`` (z = bound·tanh(u)) does not."""
+    agent = SkillSACAgent({"state": (D,)}, A, "features", skill_model=_prior_spec(), bound=5.0, squash=squash,
+                          eval_mean_skill=True, num_expl_steps=0)
+    state = np.random.default_rng(0).standard_normal((256, D)).astype(np.float32)
+    skill = 5.0 * agent.act({"state": state}, eval_mode=True)
+    with torch.no_grad():
+        prior_mean = agent.prior(agent.normalizer(torch.as_tensor(state)))[0].numpy()
+    small = np.abs(prior_mean) < 1.0
+    assert small.mean() > 0.5
+    error = np.abs(skill - prior_mean)[small].max()
+    assert error < 0.02 if squash == "scaled" else error > 0.5, error
+    with pytest.raises(ConfigError, match="agent.squash must be one of"):
+        SkillSACAgent({"state": (D,)}, A, "features", skill_model=_prior_spec(), squash="clip")
+
+
 def test_prior_kl_is_clipped_where_the_prior_is_extremely_narrow():
     """Off the play data a learned prior can be extremely narrow (σ ~ e⁻¹⁰): its KL is clipped at
     ``prior_kl_clip`` nats per state there, and such states pass no gradient to the policy."""

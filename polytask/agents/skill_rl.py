@@ -8,8 +8,9 @@ the project's SAC on the wrapped env, with the online trainer, replay buffer and
 A replay transition is (s at the skill's start, z, summed reward, s after the skill); γ applies once
 per skill.
 
-Policy: u ~ N(μ(s), σ(s)²), z = bound·tanh(u) (bound 2: skills squashed to ±2). The stored and
-executed action is tanh(u) ∈ (−1, 1)^Z, which the wrapper scales by ``bound``. The policy network
+Policy: u ~ N(μ(s), σ(s)²), z = bound·tanh(u) (bound 2: skills squashed to ±2; ``squash=scaled``:
+z = bound·tanh(u / bound), about u where |u| ≪ bound). The stored and executed action is z / bound ∈
+(−1, 1)^Z, which the wrapper scales by ``bound``. The policy network
 is a copy of the skill prior's (same sizes, same state normaliser), so training starts from the prior.
 KL terms are analytic, between the policy's unsquashed Gaussian N(μ, σ²) and the prior's (and
 posterior's) Gaussians (:func:`polytask.nets.skills.gaussian_kl`; the upstream code estimated some
@@ -158,13 +159,20 @@ class SkillSACAgent(SACAgent):
         return self.normalizer(self._tensor(obs[self.obs_key]).float())
 
     def _policy_output(self, obs: dict[str, Any], eval_mode: bool, step: int) -> torch.Tensor:
-        """tanh(u), u ~ π(·|s) (uniform in [-1, 1] while training before ``num_expl_steps``); tanh(μ(s)) in
-        eval mode with ``eval_mean_skill``."""
+        """:meth:`squash` (u), u ~ π(·|s) (uniform in [-1, 1] while training before ``num_expl_steps``);
+        squash(μ(s)) in eval mode with ``eval_mean_skill``."""
         x = self._actor_input(obs)
         if not eval_mode and step < self.cfg.num_expl_steps:
             return torch.empty(len(x), self.action_dim, device=self.device).uniform_(-1.0, 1.0)
         mean, log_std = self.actor(x)
-        return torch.tanh(mean if eval_mode and self.cfg.eval_mean_skill else rsample(mean, log_std))
+        return self.squash(mean if eval_mode and self.cfg.eval_mean_skill else rsample(mean, log_std))
+
+    def squash(self, u: torch.Tensor) -> torch.Tensor:
+        """The stored action in (−1, 1) for Gaussian samples u float32 (B, Z); the skill is ``bound`` × it.
+        ``squash=tanh``: tanh(u) (SPiRL); ``squash=scaled``: tanh(u / bound), so the skill bound·tanh(u / bound)
+        is about u where |u| ≪ bound: the policy's Gaussian is then (nearly) the skill distribution its KL
+        terms compare with the prior and posterior, and a policy copied from either acts as it does."""
+        return torch.tanh(u / self.bound if self.cfg.squash == "scaled" else u)
 
     # -- the regulariser ------------------------------------------------------------------------
     def divergences(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -219,7 +227,7 @@ class SkillSACAgent(SACAgent):
         discount = batch["discount"].to(self.device).unsqueeze(-1)
         with torch.no_grad():
             next_mean, next_log_std = self.actor(next_x)
-            next_action = torch.tanh(rsample(next_mean, next_log_std))
+            next_action = self.squash(rsample(next_mean, next_log_std))
             next_reg = self.regulariser(next_obs, next_x, next_mean, next_log_std)[0]
             target = td_target(self.critic_target, next_x, next_action, reward.unsqueeze(-1), discount, next_reg)
         metrics.update(update_twin_critic(self.critic, self.critic_opt, x, batch["action"].to(self.device), target))
@@ -230,7 +238,7 @@ class SkillSACAgent(SACAgent):
 
     def _update_actor_and_alpha(self, obs: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, float]:
         mean, log_std = self.actor(x)
-        action = torch.tanh(rsample(mean, log_std))
+        action = self.squash(rsample(mean, log_std))
         q = torch.min(*self.critic(x, action))
         reg, divs, weights = self.regulariser(obs, x, mean, log_std)
         actor_loss = (reg - q).mean()

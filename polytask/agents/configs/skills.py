@@ -59,6 +59,10 @@ class DemoDiscriminatorConfig(AgentConfig):
         positive(self, "lr", "hidden_dim")
 
 
+#: how skill-space SAC maps its Gaussian sample u to the stored action in [-1, 1] (the skill is bound × it)
+SQUASHES = ("tanh", "scaled")
+
+
 @dataclass
 class SpirlConfig(SACConfig):
     """SPiRL's skill-space SAC (:class:`polytask.agents.skill_rl.SkillSACAgent`); target_entropy and
@@ -68,14 +72,17 @@ class SpirlConfig(SACConfig):
 
     target_divergence: float | None = option(1.0, "nats of KL(π ‖ prior) α is tuned toward (SPiRL: maze 1, "
                                                 "kitchen 5); null: α fixed")
-    bound: float = option(2.0, "skills are bound·tanh(u)")
+    bound: float = option(2.0, "skills are bound·tanh(u) (squash=tanh) or bound·tanh(u / bound) (squash=scaled)")
+    squash: str = option("tanh", "tanh: z = bound·tanh(u) (SPiRL's); scaled: z = bound·tanh(u / bound), about u "
+                         "where |u| << bound, so a policy initialised as the prior or posterior acts as it")
     prior_kl_clip: float | None = option(100.0, "nats: KL(π ‖ prior) clipped per state (the prior can be "
                                           "extremely narrow off the play data); null: not clipped")
-    eval_mean_skill: bool = option(False, "true: evaluate with bound·tanh(mean); false: draw skills as in training")
+    eval_mean_skill: bool = option(False, "true: evaluate with the squashed mean; false: draw skills as in training")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self, "bound")
+        require(self.squash in SQUASHES, f"agent.squash must be one of {SQUASHES}, got {self.squash!r}")
         require(self.target_divergence is None or self.target_divergence > 0,
                  f"agent.target_divergence must be > 0 or null, got {self.target_divergence}")
 
