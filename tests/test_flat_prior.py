@@ -126,6 +126,11 @@ def test_bc_sac_rejects_a_prior_of_other_sizes():
         BCSACAgent({"state": (D,)}, A, "features", flat_prior=spec, hidden_dim=32)
 
 
+def test_bc_sac_refuses_the_scaled_squash():
+    with pytest.raises(ConfigError, match="agent.squash='scaled': BC \\+ SAC acts in the env's action space"):
+        BCSACAgent({"state": (D,)}, A, "features", flat_prior=_spec(_prior()), squash="scaled")
+
+
 def test_flat_prior_stage_is_found_by_convention(tmp_path):
     cfg = compose_cfg("agent=bc_sac", "suite=maze", f"data_dir={tmp_path}", "collect_missing_demos=false")
     assert missing_stages(cfg, BCSACAgent.inputs({})) == ["flat_prior"]

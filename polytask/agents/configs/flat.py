@@ -37,10 +37,16 @@ class BCSACConfig(SpirlConfig):
     """SAC whose actor starts as the flat prior (:class:`polytask.agents.flat.BCSACAgent`): "BC + SAC",
     or with ``kl_to_prior`` SPiRL's flat-prior baseline. The actor has the prior's sizes and log σ
     bounds (``hidden_dim`` and ``hidden_depth`` size the critic; ``log_std_bounds`` and ``bound`` are
-    unused); ``target_divergence`` applies with ``kl_to_prior``, ``target_entropy`` without."""
+    unused, ``squash`` must stay ``tanh``); ``target_divergence`` applies with ``kl_to_prior``,
+    ``target_entropy`` without."""
 
     schema_name: ClassVar[str] = "bc_sac"  # cfgs/agent/bc_sac.yaml extends it
 
     kl_to_prior: bool = option(False, "false: SAC's entropy term (BC + SAC); true: α·KL(π ‖ flat prior) instead "
                                "(SPiRL's flat-prior baseline)")
     eval_mean_skill: bool = option(True, "true: evaluate with tanh(mean) (SAC's); false: draw actions from π")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.squash == "tanh", f"agent.squash={self.squash!r}: BC + SAC acts in the env's action space "
+                "with tanh(u), as its flat prior was trained; leave agent.squash=tanh")
