@@ -123,6 +123,14 @@ class SkillAgent(Agent):
         return action.cpu().numpy()
 
     @torch.no_grad()
+    def encode_skill(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The encoder's mean skill of windows of raw states float32 (B, H, D) and actions (B, H, A):
+        float32 (B, Z) (DAgger play, :mod:`polytask.experts.kitchen_dagger`)."""
+        batch = {"state": torch.as_tensor(np.asarray(states, np.float32)),
+                 "action": torch.as_tensor(np.asarray(actions, np.float32))}
+        return self.model.encoder(*self._windows(batch))[0].cpu().numpy()
+
+    @torch.no_grad()
     def sample_skill(self, state: np.ndarray, mean: bool = False) -> np.ndarray:
         """Skills drawn from :meth:`skill_distribution` at raw states float32 (B, D): float32 (B, Z)
         (the mean when ``mean``)."""

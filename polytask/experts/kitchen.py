@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -449,6 +450,31 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
         UnknownSubtaskError: for an unknown name in ``subtasks`` or ``exclude``.
     """
 
+    env, draw = play_env(subtasks, min_subtasks, max_subtasks, exclude, seed, obs_type, obs_noise, episode_len,
+                         env_options)
+    rng = np.random.default_rng(seed)
+    try:
+        for i in range(num_episodes):
+            order = draw(rng)
+            controller = KitchenController(env.unwrapped.model, env.unwrapped.data, order, rng=rng,
+                                           waypoint_noise=waypoint_noise, action_noise=action_noise,
+                                           action_noise_correlation=action_noise_correlation)
+            yield scripted_episode(env, controller, order, seed + i)
+    finally:
+        env.close()
+
+
+def play_env(subtasks: list[str] | None, min_subtasks: int, max_subtasks: int, exclude: list[str] | None, seed: int,
+             obs_type: str = "features", obs_noise: bool = True, episode_len: int = 280,
+             env_options: dict | None = None) -> tuple[Any, Callable[[np.random.Generator], list[str]]]:
+    """The play env (all seven subtasks tracked, no termination on success) and ``draw(rng)``, which
+    draws a sequence of ``min_subtasks``..``max_subtasks`` distinct subtasks of ``subtasks`` (default
+    all seven) that is not one of ``exclude`` (:func:`play_episodes`).
+
+    Raises:
+        UnknownSubtaskError: for an unknown name in ``subtasks`` or ``exclude``.
+        ValueError: for subtask counts outside 1 <= min_subtasks <= max_subtasks <= len(subtasks).
+    """
     pool = list(subtasks or SUBTASKS)
     unknown = [s for s in pool if s not in SUBTASKS]
     if unknown:
@@ -456,45 +482,46 @@ def play_episodes(env_factory, num_episodes: int, seed: int, obs_type: str = "fe
     if not 1 <= min_subtasks <= max_subtasks <= len(pool):
         raise ValueError(f"need 1 <= min_subtasks <= max_subtasks <= {len(pool)}, got {min_subtasks}, {max_subtasks}")
     excluded = {tuple(subtasks_of(seq)) for seq in exclude or ()}
-    rng = np.random.default_rng(seed)
 
-    def draw() -> list[str]:
-        return [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+    def draw(rng: np.random.Generator) -> list[str]:
+        while True:
+            order = [str(s) for s in rng.permutation(pool)[: rng.integers(min_subtasks, max_subtasks + 1)]]
+            if tuple(order) not in excluded:
+                return order
 
     every = "-".join(short for short, name in SHORT_NAMES.items() if name in SUBTASKS)
     env = make(every, obs_type, seed=seed, obs_noise=obs_noise, terminate_on_success=False, episode_len=episode_len,
                **(env_options or {}))
+    return env, draw
+
+
+def scripted_episode(env, controller: KitchenController, order: list[str], reset_seed: int,
+                     execute: Callable[[dict, int, np.ndarray], np.ndarray] | None = None) -> Episode:
+    """One episode of ``controller`` running the scripts of ``order`` in the play env ``env``
+    (:func:`play_env`) from ``reset(seed=reset_seed)``, recorded with the play data's labels
+    (:func:`play_episodes`). The controller is called at every step; ``execute(obs, t, action)``, when
+    given, returns the action actually taken at step ``t`` instead of the controller's (noisy)
+    ``action`` (DAgger: a learned policy acts, the controller labels), float32 (9,) in [-1, 1]."""
     kitchen = env.unwrapped
-    try:
-        for i in range(num_episodes):
-            order = draw()
-            while tuple(order) in excluded:
-                order = draw()
-            controller = KitchenController(kitchen.model, kitchen.data, order, rng=rng,
-                                           waypoint_noise=waypoint_noise, action_noise=action_noise,
-                                           action_noise_correlation=action_noise_correlation)
-            labels: list[int] = []
-            completed: list[list[str]] = []
+    controller.reset()
+    labels: list[int] = []
+    completed: list[list[str]] = []
+    intended: list[np.ndarray] = []
 
-            intended: list[np.ndarray] = []
+    def policy(obs):
+        k = controller.subtask  # the script choosing this step's action
+        labels.append(SUBTASKS.index(order[k]) if k < len(order) else -1)
+        completed.append(list(kitchen._completed))
+        action = controller.act(obs["state"][:9].astype(np.float64))
+        intended.append(controller.intended_action)
+        return action if execute is None else execute(obs, len(labels) - 1, action)
 
-            def policy(obs, controller=controller, order=order, labels=labels, completed=completed,
-                       intended=intended):
-                k = controller.subtask  # the script choosing this step's action
-                labels.append(SUBTASKS.index(order[k]) if k < len(order) else -1)
-                completed.append(list(kitchen._completed))
-                action = controller.act(obs["state"][:9].astype(np.float64))
-                intended.append(controller.intended_action)
-                return action
-
-            ep = rollout(env, policy, seed + i)
-            completed.append(list(kitchen._completed))
-            ep.success = np.array([all(s in done for s in order) for done in completed[1:]], np.float32)
-            # per step t (the action taken from observation t): its subtask, and how many are done after it
-            ep.infos = {"subtask": np.asarray(labels, np.int64),
-                        "num_completed": np.asarray([len(c) for c in completed[1:]], np.int64),
-                        "intended_action": np.asarray(intended, np.float32)}
-            ep.extras["subtasks"] = order
-            yield ep
-    finally:
-        env.close()
+    ep = rollout(env, policy, reset_seed)
+    completed.append(list(kitchen._completed))
+    ep.success = np.array([all(s in done for s in order) for done in completed[1:]], np.float32)
+    # per step t (the action taken from observation t): its subtask, and how many are done after it
+    ep.infos = {"subtask": np.asarray(labels, np.int64),
+                "num_completed": np.asarray([len(c) for c in completed[1:]], np.int64),
+                "intended_action": np.asarray(intended, np.float32)}
+    ep.extras["subtasks"] = order
+    return ep

@@ -35,6 +35,7 @@ from polytask.data.demos import (
 )
 from polytask.data.play import play_dataset_id
 from polytask.errors import ConfigError, require_features
+from polytask.training import skill_dagger
 from polytask.training.checkpoint import save_checkpoint
 from polytask.training.demos import frame_stack_of
 from polytask.training.inputs import make_agent
@@ -167,11 +168,14 @@ class SkillPriorTrainer(WindowTrainer):
     The weights go to :func:`skill_model_path`."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, agent: Any, evaluator, buffer: DemoBuffer,
-                 heldout: DemoBuffer):
+                 heldout: DemoBuffer, train: list[Episode] | None = None):
         super().__init__(cfg, run_dir, agent, evaluator, buffer)
         n = min(int(cfg.heldout_windows), len(heldout))
         self.heldout_batch = heldout.get_windows(np.random.default_rng(0).choice(len(heldout), n, replace=False),
                                                  *agent.window)
+        self.train_episodes = train  # the play episodes of the buffer (DAgger rounds add theirs to them)
+        self.dagger_rounds = skill_dagger.check_dagger(cfg)
+        self.dagger_episodes: list[list[Episode]] = []  # per round done
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> SkillPriorTrainer:
@@ -179,16 +183,18 @@ class SkillPriorTrainer(WindowTrainer):
         the agent with its normaliser fitted on the training states.
 
         Raises:
-            ConfigError: for ``obs_type`` other than ``features``, or a bad ``heldout_fraction``.
+            ConfigError: for ``obs_type`` other than ``features``, a bad ``heldout_fraction``, or bad
+                ``dagger`` options (:func:`polytask.training.skill_dagger.check_dagger`).
             DatasetError: as :func:`load_or_make_play`.
         """
         require_features(cfg.agent.name, cfg.obs_type)
+        skill_dagger.check_dagger(cfg)  # before any play data is made
         train, heldout, agent = cls.split_data_and_make_agent(cfg)
         buffers = [DemoBuffer({0: eps}, ("state",), seed=cfg.seed) for eps in (train, heldout)]
         log.info(f"Training data: {len(buffers[0])} steps in {len(train)} episodes for training, {len(buffers[1])} in "
                  f"{len(heldout)} held out")
         agent.fit_dataset(buffers[0].obs["state"], buffers[0].action)
-        return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers)
+        return cls(cfg, run_dir, agent, make_evaluator(cfg), *buffers, train=train)
 
     @classmethod
     def split_data_and_make_agent(cls, cfg: DictConfig) -> tuple[list[Episode], list[Episode], Any]:
@@ -215,6 +221,38 @@ class SkillPriorTrainer(WindowTrainer):
 
     def weights_file(self) -> Path:
         return skill_model_path(self.cfg)
+
+    def train_step(self) -> dict[str, float]:
+        """One update on play windows; first, when a DAgger round is due
+        (:func:`polytask.training.skill_dagger.round_starts`), that round's episodes are made and added
+        to the training data (its figures are returned with the update's, ``dagger_*``)."""
+        done = len(self.dagger_episodes)
+        if done < self.dagger_rounds and self.step >= skill_dagger.round_starts(self.cfg, self.dagger_rounds)[done]:
+            episodes, metrics = skill_dagger.collect_round(self.cfg, self.run_dir, self.agent, done + 1)
+            self.dagger_episodes.append(episodes)
+            self._rebuild_buffer()
+            return {**super().train_step(), **metrics}
+        return super().train_step()
+
+    def _rebuild_buffer(self) -> None:
+        """The training buffer over the play episodes and every DAgger round's, its sampling RNG kept."""
+        rng = self.buffer.state_dict()
+        episodes = self.train_episodes + [ep for eps in self.dagger_episodes for ep in eps]
+        self.buffer = DemoBuffer({0: episodes}, ("state",), seed=self.cfg.seed)
+        self.buffer.load_state_dict(rng)
+        log.info(f"Training data: {len(self.buffer)} steps in {len(episodes)} episodes "
+                 f"({len(self.dagger_episodes)} DAgger round(s))")
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "dagger_rounds_done": len(self.dagger_episodes)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """The DAgger rounds done (read back from the run dir), then the buffer's sampling RNG."""
+        done = int(state.get("dagger_rounds_done", 0))
+        if done:
+            self.dagger_episodes = skill_dagger.load_rounds(self.cfg, self.run_dir, done)
+            self._rebuild_buffer()
+        super().load_extra_state(state)
 
 
 class SkillPosteriorTrainer(WindowTrainer):
