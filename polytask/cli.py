@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -40,7 +39,6 @@ def _exit(e: Exception) -> None:
 
 
 #: the project's config folder (cfgs/ beside the entry scripts)
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "cfgs")
 
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], None]], Callable[[], None]]:
@@ -52,7 +50,8 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], None]], Cal
     from hydra.errors import CompactHydraException
 
     def decorate(task: Callable[[DictConfig], None]) -> Callable[[], None]:
-        main = hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(task)
+        main = hydra.main(config_path=str(polytask.config.CONFIG_DIR), config_name=config_name,
+                          version_base="1.3")(task)
 
         @functools.wraps(task)
         def entry() -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from polytask.agents.configs import register_schemas
+
+#: the project's Hydra config folder (``cfgs/``)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "cfgs"
 
 
 def tasks_tag(tasks) -> str:

@@ -158,6 +158,24 @@ def test_play_data_made_with_other_options_is_refused_with_both_ways_out(tmp_pat
     env.close()
 
 
+def test_missing_play_data_gives_the_command_with_the_runs_play_options(tmp_path):
+    """The command that makes missing play data carries the run's suite.play options that differ from the
+    suite's config file (and only those), so the data it makes passes the options check."""
+    from polytask.training.skills import load_or_make_play
+
+    cfg = compose_cfg("agent=skill_prior", "suite=kitchen", f"data_dir={tmp_path}", "collect_missing_demos=false",
+                      "suite.play.action_noise=0.2", "suite.play.subtasks=[light switch,kettle]")
+    env = make("light", "features")
+    with pytest.raises(DatasetError, match="No play data") as error:
+        load_or_make_play(cfg, env)
+    env.close()
+    command = str(error.value).splitlines()[1].strip()
+    assert command.startswith("python collect_play.py suite=kitchen obs_type=features")
+    assert "'suite.play.action_noise=0.2'" in command
+    assert """'suite.play.subtasks=["light switch", "kettle"]'""" in command
+    assert "waypoint_noise" not in command and "exclude" not in command  # the file's values: no override
+
+
 def test_expert_holds_the_arm_still_against_gravity():
     env = make("task3", "features", seed=0, obs_noise=False)
     obs, _ = env.reset(seed=0)

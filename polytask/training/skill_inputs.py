@@ -40,7 +40,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from polytask.config import overrides_tag
+from polytask.config import CONFIG_DIR, overrides_tag
 from polytask.errors import ConfigError
 from polytask.training.run import tasks_of
 from polytask.training.weights import find_weights, flat_prior_path, play_weights_path, read_weights, weights_path
@@ -56,7 +56,6 @@ NEEDS = {"skill_posterior": ("skill_prior",)}
 STAGE_OF_INPUT = {"skill_model": "skill_prior", "skill_posterior": "skill_posterior",
                   "demo_discriminator": "demo_discriminator", "extract_model": "extract_skill",
                   "flat_prior": "flat_prior"}
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "cfgs"
 
 
 SKILL_SIZES = ("z_dim", "horizon", "hidden_dim", "hidden_depth")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from polytask.config import CONFIG_DIR
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import (
     DatasetError,
@@ -52,10 +53,27 @@ def play_path(cfg: DictConfig) -> Path:
     return dataset_path(cfg.data_dir, play_dataset_id(cfg.suite.name, cfg.obs_type))
 
 
-def play_command(cfg: DictConfig) -> str:
-    """The ``collect_play.py`` command that makes the run's play data."""
-    return (f"python collect_play.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
-            f"data_dir={cfg.data_dir}")
+#: ``suite.play`` entries that are not options of the play data (the generator, the run's obs_type, the count)
+NOT_PLAY_OPTIONS = ("_target_", "obs_type", "num_episodes")
+
+
+def play_command(cfg: DictConfig, also: tuple[str, ...] = ()) -> str:
+    """The ``collect_play.py`` command that makes the run's play data: with a ``suite.play.<option>=...``
+    override for each option whose value differs from the suite's config file (set on the command
+    line or by a recipe) and for the options in ``also``. Options the file sets by interpolation
+    (``${suite.env.img_size}``) follow what they point to and get none."""
+    asked = OmegaConf.to_container(cfg.suite.play, resolve=True)
+    stock_file = CONFIG_DIR / "suite" / f"{cfg.suite.name}.yaml"
+    stock_node = OmegaConf.load(stock_file).get("play") if stock_file.exists() else None
+    stock = {} if stock_node is None else OmegaConf.to_container(stock_node, resolve=False)
+    overrides = []
+    for key, value in asked.items():
+        same = key in stock and (stock[key] == value or OmegaConf.is_interpolation(stock_node, key))
+        if key in NOT_PLAY_OPTIONS or (key not in also and same):
+            continue
+        overrides.append(f"'{'' if key in stock else '+'}suite.play.{key}={json.dumps(value)}'")
+    return " ".join([f"python collect_play.py suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
+                     f"data_dir={cfg.data_dir}", *overrides])
 
 
 def check_play_options(cfg: DictConfig, path: Path) -> None:
@@ -77,10 +95,9 @@ def check_play_options(cfg: DictConfig, path: Path) -> None:
     differ = {k: (v, made[k]) for k, v in asked.items() if k != "num_episodes" and k in made and made[k] != v}
     if differ:
         lines = "\n".join(f"  suite.play.{k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
-        overrides = " ".join(f"'suite.play.{k}={json.dumps(a)}'" for k, (a, _) in differ.items())
         raise DatasetError(f"The play data at {path} was made with other options than this run asks for:\n{lines}\n"
                            f"Give these options a data_dir of their own (data_dir=<dir> or POLYTASK_DATA_DIR), or "
-                           f"delete {path} and remake it with:\n  {play_command(cfg)} {overrides}")
+                           f"delete {path} and remake it with:\n  {play_command(cfg, tuple(differ))}")
 
 
 #: which actions the skill stages learn from (``suite.play_action_labels``): the executed ones, or the
