@@ -233,7 +233,14 @@ def test_extract_entry_end_to_end_then_the_skill_model_trains_on_it(tmp_path):
     assert results["step"] == 20 and np.isfinite(results["heldout_action_mse"])
     out = run_script("train.py", "agent=extract_skill", "suite=maze", "device=cpu", f"data_dir={tmp_path}",
                      "num_train_steps=1", f"hydra.run.dir={tmp_path}/run8")
-    assert out.returncode == 1 and "extract.k=4" in out.stdout + out.stderr
+    assert out.returncode == 1 and "extract.k: asked 8, made with 4" in out.stdout + out.stderr
+    assert "'extract.k=4'" in out.stdout + out.stderr  # the data's options are one way out
+    cfg = compose_cfg("agent=extract_skill", "suite=maze", f"data_dir={tmp_path}", "extract.k=4",
+                      "extract.median_window=3", "extract.label_key=null")  # only scores: not compared
+    with pytest.raises(DatasetError, match=r"(?s)extract.median_window: asked 3, made with 7.*"
+                                           r"python extract_skills.py suite=maze .* 'extract.median_window=3'") as e:
+        load_or_discover(cfg)
+    assert "label_key" not in str(e.value) and "extract.k" not in str(e.value)
 
 
 def test_missing_labelled_data_names_the_command_that_makes_it(tmp_path):

@@ -5,6 +5,7 @@ when missing), or with ``finetune_on=demos`` on the run's demos labelled with th
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -45,7 +46,8 @@ def load_or_discover(cfg: DictConfig) -> tuple[list, dict]:
     (:func:`polytask.skills.extract.discover`) when missing and ``cfg.collect_missing_demos``.
 
     Raises:
-        DatasetError: if they are missing and may not be made (the message gives the command).
+        DatasetError: if they are missing and may not be made (the message gives the command), or were
+            discovered with other options (:func:`check_extract_options`).
     """
     path, cmd = extract_path(cfg), extract_command(cfg)
     if not (path / "data" / "metadata.json").exists():
@@ -54,7 +56,42 @@ def load_or_discover(cfg: DictConfig) -> tuple[list, dict]:
         log.info(f"Skill-labelled play data missing at {path}: discovering skills first ({cmd})")
         discover(cfg)
     options = read_metadata(path).get("polytask", {}).get("extract", {})
+    check_extract_options(cfg, path, options)
     return load_episodes(path, obs_keys=("state",), make_cmd=cmd), options
+
+
+#: ``extract`` options that only score the discovered skills (quality.json), not what is labelled
+SCORING_OPTIONS = ("label_key", "label_transform")
+
+
+def _flat(options: dict, prefix: str = "extract.") -> dict[str, Any]:
+    out = {}
+    for key, value in options.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def check_extract_options(cfg: DictConfig, path: Path, made: dict) -> None:
+    """Refuse skill-labelled play data discovered with other ``extract`` options than the run asks for
+    (another ``k``, window, embedding...), which would otherwise be taken silently. Options that only
+    score the skills and options the data predates are not compared.
+
+    Raises:
+        DatasetError: naming each differing option (asked, made) and three ways out: the data's own
+            options, a ``data_dir`` of its own, or the ``extract_skills.py`` command that remakes it.
+    """
+    asked = _flat(OmegaConf.to_container(cfg.extract, resolve=True))
+    made = _flat(made)
+    differ = {k: (v, made[k]) for k, v in asked.items()
+              if k in made and made[k] != v and k.split(".")[1] not in SCORING_OPTIONS}
+    if differ:
+        lines = "\n".join(f"  {k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
+        theirs = " ".join(f"'{k}={json.dumps(m)}'" for k, (_, m) in differ.items())
+        ours = " ".join(f"'{k}={json.dumps(a)}'" for k, (a, _) in differ.items())
+        raise DatasetError(f"The skill-labelled play data at {path} was discovered with other options than this run "
+                           f"asks for:\n{lines}\nUse the data's options ({theirs}), give these options a data_dir of "
+                           f"their own (data_dir=<dir> or POLYTASK_DATA_DIR), or delete {path} and discover it "
+                           f"again with:\n  {extract_command(cfg)} {ours}")
 
 
 def discover(cfg) -> Path:
