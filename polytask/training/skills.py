@@ -192,6 +192,9 @@ class SkillPriorTrainer(WindowTrainer):
                                                  *agent.window)
         self.train_episodes = train  # the play episodes of the buffer (DAgger rounds add theirs to them)
         self.dagger_rounds = skill_dagger.check_dagger(cfg)
+        if self.dagger_rounds and not hasattr(agent, "encode_skill"):
+            raise ConfigError(f"dagger.rounds needs a skill model (agent=skill_prior); agent={cfg.agent.name} has no "
+                              "skills to act with: use dagger.rounds=0")
         self.dagger_episodes: list[list[Episode]] = []  # per round done
 
     @classmethod
