@@ -170,14 +170,16 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     cfg = compose_cfg(f"recipe={recipe}")
     assert cfg.agent.name == agent and cfg.suite.name == "kitchen" and cfg.obs_type == "features"
     assert list(cfg.suite.task) == ["kettle-burner-light-slide"] and cfg.suite.task[0] in cfg.suite.play.exclude
-    assert "num_train_steps=100000" in cfg.stage_overrides.skill_prior
     options = check_agent_options(cfg.agent)
     assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
-    if agent == "skild":
+    if agent == "skild":  # the DAgger skill model, and a squash that starts the policy as its posterior
+        assert list(cfg.stage_overrides.skill_prior) == ["num_train_steps=80000", "dagger.rounds=1"]
+        assert options.squash == "scaled" and options.bound == 5.0
         assert options.target_divergence is None and options.target_divergence_q is None
         assert options.init_temperature == 0.1 and options.init_temperature_q == 1.0
         assert options.demo_logit_clip == 5.0 and cfg.num_demos_per_task == 20
     else:
+        assert "num_train_steps=100000" in cfg.stage_overrides.skill_prior and options.squash == "tanh"
         assert options.target_divergence == 5.0
 
 
