@@ -173,7 +173,7 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     options = check_agent_options(cfg.agent)
     assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
     if agent == "skild":  # the DAgger skill model, and a squash that starts the policy as its posterior
-        assert list(cfg.stage_overrides.skill_prior) == ["num_train_steps=80000", "dagger.rounds=1"]
+        assert list(cfg.stage_overrides.skill_prior) == ["num_train_steps=120000", "dagger.rounds=2"]
         assert options.squash == "scaled" and options.bound == 5.0
         assert options.target_divergence is None and options.target_divergence_q is None
         assert options.init_temperature == 0.1 and options.init_temperature_q == 1.0
