@@ -38,8 +38,6 @@ def _exit(e: Exception) -> None:
     sys.exit(1)
 
 
-#: the project's config folder (cfgs/ beside the entry scripts)
-
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], None]], Callable[[], None]]:
     """``hydra.main`` over ``cfgs/<config_name>.yaml`` for an entry script's task function, where an

@@ -112,6 +112,28 @@ def overrides_tag(overrides: Iterable[str], exclude: Iterable[str] = ()) -> str:
     return tag
 
 
+def option_differences(asked: dict, made: dict, ignore: Iterable[str] = ()) -> dict[str, tuple]:
+    """The options a run asks for (``asked``, its config node as a dict) that differ from those a
+    dataset was made with (``made``, from its metadata): ``{dotted key: (asked, made)}``. Nested dicts
+    are compared key by key; keys ``made`` lacks (options the data predates) and keys whose first part
+    is in ``ignore`` are left out."""
+
+    def flat(options: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in options.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    ignore, made = set(ignore), flat(made)
+    return {k: (v, made[k]) for k, v in flat(asked).items()
+            if k in made and made[k] != v and k.split(".", 1)[0] not in ignore}
+
+
+def differences_text(differ: dict[str, tuple], prefix: str) -> str:
+    """One line per :func:`option_differences` entry: ``  <prefix><key>: asked <a>, made with <m>``."""
+    return "\n".join(f"  {prefix}{k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
+
+
 def settings_tag() -> str:
     """The command-line overrides of the running Hydra job that set what it learns, as a file-name
     part (:func:`overrides_tag`): ``agent.lr=0.001 recipe=drqv2_state`` ->

@@ -19,10 +19,22 @@ from polytask.data.demos import DatasetError, Episode, dataset_id, write_dataset
 
 log = logging.getLogger("polytask")
 
+#: ``suite.play`` entries that are not options of the play data (the generator, the run's obs_type, the count)
+NOT_PLAY_OPTIONS = ("_target_", "obs_type", "num_episodes")
+
 
 def play_dataset_id(suite: str, obs_type: str) -> str:
     """Minari id of a suite's play data, e.g. ``polytask/maze/play-features-v0``."""
     return dataset_id(suite, "play", obs_type)
+
+
+def with_intended_actions(episodes: list[Episode]) -> list[Episode]:
+    """The episodes (changed in place) with each ``action`` float32 (T, A) replaced by the play
+    generator's noise-free labels ``infos["intended_action"]`` (DART-style labels of a noisy execution;
+    DAgger episodes: the scripts' labels of what a learned policy did)."""
+    for ep in episodes:
+        ep.action = np.asarray(ep.infos["intended_action"], np.float32)
+    return episodes
 
 
 def write_play_dataset(data_dir: str | os.PathLike, suite: str, obs_type: str, episodes: Iterable[Episode],

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from polytask.config import differences_text, option_differences
 from polytask.data.demos import DatasetError, load_episodes, read_metadata, write_dataset
 from polytask.errors import ConfigError, require_features
 from polytask.skills.extract import (
@@ -64,13 +65,6 @@ def load_or_discover(cfg: DictConfig) -> tuple[list, dict]:
 SCORING_OPTIONS = ("label_key", "label_transform")
 
 
-def _flat(options: dict, prefix: str = "extract.") -> dict[str, Any]:
-    out = {}
-    for key, value in options.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def check_extract_options(cfg: DictConfig, path: Path, made: dict) -> None:
     """Refuse skill-labelled play data discovered with other ``extract`` options than the run asks for
     (another ``k``, window, embedding...), which would otherwise be taken silently. Options that only
@@ -80,18 +74,14 @@ def check_extract_options(cfg: DictConfig, path: Path, made: dict) -> None:
         DatasetError: naming each differing option (asked, made) and three ways out: the data's own
             options, a ``data_dir`` of its own, or the ``extract_skills.py`` command that remakes it.
     """
-    asked = _flat(OmegaConf.to_container(cfg.extract, resolve=True))
-    made = _flat(made)
-    differ = {k: (v, made[k]) for k, v in asked.items()
-              if k in made and made[k] != v and k.split(".")[1] not in SCORING_OPTIONS}
+    differ = option_differences(OmegaConf.to_container(cfg.extract, resolve=True), made, ignore=SCORING_OPTIONS)
     if differ:
-        lines = "\n".join(f"  {k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
-        theirs = " ".join(f"'{k}={json.dumps(m)}'" for k, (_, m) in differ.items())
-        ours = " ".join(f"'{k}={json.dumps(a)}'" for k, (a, _) in differ.items())
+        theirs = " ".join(f"'extract.{k}={json.dumps(m)}'" for k, (_, m) in differ.items())
+        ours = " ".join(f"'extract.{k}={json.dumps(a)}'" for k, (a, _) in differ.items())
         raise DatasetError(f"The skill-labelled play data at {path} was discovered with other options than this run "
-                           f"asks for:\n{lines}\nUse the data's options ({theirs}), give these options a data_dir of "
-                           f"their own (data_dir=<dir> or POLYTASK_DATA_DIR), or delete {path} and discover it "
-                           f"again with:\n  {extract_command(cfg)} {ours}")
+                           f"asks for:\n{differences_text(differ, 'extract.')}\nUse the data's options ({theirs}), "
+                           f"give these options a data_dir of their own (data_dir=<dir> or POLYTASK_DATA_DIR), or "
+                           f"delete {path} and discover it again with:\n  {extract_command(cfg)} {ours}")
 
 
 def discover(cfg) -> Path:

@@ -20,13 +20,10 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from polytask.data.demos import Episode, dataset_id, dataset_path, load_episodes, write_dataset
+from polytask.data.play import NOT_PLAY_OPTIONS, with_intended_actions
 from polytask.errors import ConfigError
 
 log = logging.getLogger("polytask")
-
-#: ``suite.play`` options the DAgger generator does not take (it makes state-feature episodes)
-NOT_PASSED = ("_target_", "num_episodes", "obs_type")
-
 
 def check_dagger(cfg: DictConfig) -> int:
     """The number of DAgger rounds the run asks for (``cfg.dagger.rounds``, 0 when absent).
@@ -57,18 +54,15 @@ def round_starts(cfg: DictConfig, rounds: int) -> list[int]:
     return [k * int(cfg.num_train_steps) // (rounds + 1) for k in range(1, rounds + 1)]
 
 
+def round_dataset_id(cfg: DictConfig, k: int) -> str:
+    """Minari id of round ``k``'s episodes: ``polytask/<suite>/dagger<k>-features-v0``."""
+    return dataset_id(cfg.suite.name, f"dagger{k}", "features")
+
+
 def dagger_path(cfg: DictConfig, run_dir: Path, k: int) -> Path:
     """The dataset folder of round ``k``'s episodes: ``<run_dir>/dagger/datasets/polytask/<suite>/
     dagger<k>-features-v0``."""
-    return dataset_path(run_dir / "dagger", dataset_id(cfg.suite.name, f"dagger{k}", "features"))
-
-
-def relabelled(episodes: list[Episode]) -> list[Episode]:
-    """The episodes with their ``action`` replaced by the scripts' labels ``infos["intended_action"]``
-    (what the skill model learns; the executed actions are mostly the decoder's own)."""
-    for ep in episodes:
-        ep.action = np.asarray(ep.infos["intended_action"], np.float32)
-    return episodes
+    return dataset_path(run_dir / "dagger", round_dataset_id(cfg, k))
 
 
 def collect_round(cfg: DictConfig, run_dir: Path, agent: Any, k: int) -> tuple[list[Episode], dict[str, float]]:
@@ -76,13 +70,13 @@ def collect_round(cfg: DictConfig, run_dir: Path, agent: Any, k: int) -> tuple[l
     them to :func:`dagger_path`.
 
     Returns:
-        The episodes (relabelled, :func:`relabelled`) and metrics: ``dagger_round``,
-        ``dagger_decoder_steps`` (fraction of steps the decoder acted), ``dagger_completed`` (fraction
-        of the drawn subtasks done per episode, mean), ``dagger_seconds``.
+        The episodes (actions relabelled, :func:`polytask.data.play.with_intended_actions`) and
+        metrics: ``dagger_round``, ``dagger_decoder_steps`` (fraction of steps the decoder acted),
+        ``dagger_completed`` (fraction of the drawn subtasks done per episode, mean), ``dagger_seconds``.
     """
     make = get_method(cfg.suite.play_dagger)
     options = {key: v for key, v in OmegaConf.to_container(cfg.suite.play, resolve=True).items()
-               if key not in NOT_PASSED}
+               if key not in NOT_PLAY_OPTIONS}  # it makes state-feature episodes
     log.info(f"DAgger round {k}: {cfg.dagger.num_episodes} episodes with the skill model acting "
              f"(expert windows {cfg.dagger.expert_prob})")
     start = time.perf_counter()
@@ -98,7 +92,7 @@ def collect_round(cfg: DictConfig, run_dir: Path, agent: Any, k: int) -> tuple[l
                "dagger_completed": float(np.mean([ep.infos["num_completed"][-1] / len(ep.extras["subtasks"])
                                                   for ep in episodes])),
                "dagger_seconds": seconds}
-    path = write_dataset(run_dir / "dagger", dataset_id(cfg.suite.name, f"dagger{k}", "features"), episodes, env=None,
+    path = write_dataset(run_dir / "dagger", round_dataset_id(cfg, k), episodes, env=None,
                          algorithm_name=f"polytask {cfg.suite.name} DAgger play",
                          description=f"DAgger round {k}: {len(episodes)} episodes, the skill model acting, "
                                      "the scripts labelling",
@@ -107,15 +101,15 @@ def collect_round(cfg: DictConfig, run_dir: Path, agent: Any, k: int) -> tuple[l
     log.info(f"DAgger round {k}: {len(episodes)} episodes in {seconds:.0f}s, decoder acting "
              f"{metrics['dagger_decoder_steps']:.0%} of steps, {metrics['dagger_completed']:.0%} of subtasks done "
              f"-> {path}")
-    return relabelled(episodes), metrics
+    return with_intended_actions(episodes), metrics
 
 
 def load_rounds(cfg: DictConfig, run_dir: Path, n: int) -> list[list[Episode]]:
-    """The episodes of rounds 1..``n`` (relabelled) from :func:`dagger_path` (a resumed run).
+    """The episodes of rounds 1..``n`` (actions relabelled) from :func:`dagger_path` (a resumed run).
 
     Raises:
         DatasetError: if a round's dataset is missing or unreadable (its path is named).
     """
-    return [relabelled(load_episodes(dagger_path(cfg, run_dir, k), obs_keys=("state",),
-                                     make_cmd="delete the run's checkpoints to start it over"))
+    return [with_intended_actions(load_episodes(dagger_path(cfg, run_dir, k), obs_keys=("state",),
+                                                make_cmd="delete the run's checkpoints to start it over"))
             for k in range(1, n + 1)]

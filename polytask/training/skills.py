@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from polytask.config import CONFIG_DIR
+from polytask.config import CONFIG_DIR, differences_text, option_differences
 from polytask.data.buffer import DemoBuffer
 from polytask.data.demos import (
     DatasetError,
@@ -34,7 +34,7 @@ from polytask.data.demos import (
     load_episodes,
     read_metadata,
 )
-from polytask.data.play import play_dataset_id
+from polytask.data.play import NOT_PLAY_OPTIONS, play_dataset_id, with_intended_actions
 from polytask.errors import ConfigError, require_features
 from polytask.training import skill_dagger
 from polytask.training.checkpoint import save_checkpoint
@@ -51,10 +51,6 @@ log = logging.getLogger("polytask")
 def play_path(cfg: DictConfig) -> Path:
     """Where the suite's play data for the run's obs_type lives (``polytask/<suite>/play-<obs_type>-v0``)."""
     return dataset_path(cfg.data_dir, play_dataset_id(cfg.suite.name, cfg.obs_type))
-
-
-#: ``suite.play`` entries that are not options of the play data (the generator, the run's obs_type, the count)
-NOT_PLAY_OPTIONS = ("_target_", "obs_type", "num_episodes")
 
 
 def play_command(cfg: DictConfig, also: tuple[str, ...] = ()) -> str:
@@ -92,12 +88,13 @@ def check_play_options(cfg: DictConfig, path: Path) -> None:
     except (OSError, ValueError):  # unreadable metadata: load_episodes says what is wrong and how to remake it
         return
     asked = OmegaConf.to_container(cfg.suite.play, resolve=True)
-    differ = {k: (v, made[k]) for k, v in asked.items() if k != "num_episodes" and k in made and made[k] != v}
+    differ = option_differences(asked, made, ignore=("num_episodes",))
     if differ:
-        lines = "\n".join(f"  suite.play.{k}: asked {a!r}, made with {m!r}" for k, (a, m) in differ.items())
-        raise DatasetError(f"The play data at {path} was made with other options than this run asks for:\n{lines}\n"
+        also = tuple({k.split(".", 1)[0] for k in differ})  # the top-level options to set in the command
+        raise DatasetError(f"The play data at {path} was made with other options than this run asks for:\n"
+                           f"{differences_text(differ, 'suite.play.')}\n"
                            f"Give these options a data_dir of their own (data_dir=<dir> or POLYTASK_DATA_DIR), or "
-                           f"delete {path} and remake it with:\n  {play_command(cfg, tuple(differ))}")
+                           f"delete {path} and remake it with:\n  {play_command(cfg, also)}")
 
 
 #: which actions the skill stages learn from (``suite.play_action_labels``): the executed ones, or the
@@ -137,8 +134,7 @@ def load_or_make_play(cfg: DictConfig, env) -> list[Episode]:
             raise DatasetError(f"The play data at {path} has no intended actions (it was made before they were "
                                f"recorded). Delete it and make it again with:\n  {cmd}\n(or pass "
                                "suite.play_action_labels=executed to learn from the executed actions)")
-        for ep in episodes:
-            ep.action = np.asarray(ep.infos["intended_action"], np.float32)
+        with_intended_actions(episodes)
     return episodes
 
 
@@ -191,8 +187,8 @@ class SkillPriorTrainer(WindowTrainer):
         self.heldout_batch = heldout.get_windows(np.random.default_rng(0).choice(len(heldout), n, replace=False),
                                                  *agent.window)
         self.train_episodes = train  # the play episodes of the buffer (DAgger rounds add theirs to them)
-        self.dagger_rounds = skill_dagger.check_dagger(cfg)
-        if self.dagger_rounds and not hasattr(agent, "encode_skill"):
+        self.dagger_starts = skill_dagger.round_starts(cfg, skill_dagger.check_dagger(cfg))  # one per round
+        if self.dagger_starts and not hasattr(agent, "encode_skill"):
             raise ConfigError(f"dagger.rounds needs a skill model (agent=skill_prior); agent={cfg.agent.name} has no "
                               "skills to act with: use dagger.rounds=0")
         self.dagger_episodes: list[list[Episode]] = []  # per round done
@@ -247,7 +243,7 @@ class SkillPriorTrainer(WindowTrainer):
         (:func:`polytask.training.skill_dagger.round_starts`), that round's episodes are made and added
         to the training data (its figures are returned with the update's, ``dagger_*``)."""
         done = len(self.dagger_episodes)
-        if done < self.dagger_rounds and self.step >= skill_dagger.round_starts(self.cfg, self.dagger_rounds)[done]:
+        if done < len(self.dagger_starts) and self.step >= self.dagger_starts[done]:
             episodes, metrics = skill_dagger.collect_round(self.cfg, self.run_dir, self.agent, done + 1)
             self.dagger_episodes.append(episodes)
             self._rebuild_buffer()
