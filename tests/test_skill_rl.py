@@ -271,8 +271,10 @@ def test_spirl_run_killed_and_resumed(tmp_path):
     assert f"at step {killed_at}" in p.stderr + p.stdout
     ckpt = load_checkpoint(latest)
     assert ckpt["step"] == 200
-    frames = [r["frames"] for r in read_metrics(run / "train.csv") if "frames" in r]
+    rows = read_metrics(run / "train.csv")
+    frames = [r["frames"] for r in rows if "frames" in r]
     assert frames[-1] == ckpt["frames"] and 200 < ckpt["frames"] <= 2000  # env steps: up to H per skill
+    assert 0 < rows[-1]["seconds_decoder"] < rows[-1]["seconds_env"]  # the decoder's part of the env time
     assert json.loads((run / "results.json").read_text())["frames"] == ckpt["frames"]  # eval logs env steps too
     assert ckpt["agent"]["skill_model"]["horizon"] == 10
     weights = exported_weights(p)

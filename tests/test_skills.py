@@ -4,6 +4,7 @@ weights, and the skill-prior stage end to end through train.py."""
 
 import json
 import re
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -148,6 +149,15 @@ def test_skill_wrapper_runs_h_steps_and_sums_rewards():
     assert (reward, terminated, truncated, info["env_steps"]) == (6, False, True, 3)
     with pytest.raises(ValueError, match="horizon >= 1"):
         SkillWrapper(CountingEnv(), closed_loop, horizon=0)
+
+
+def test_skill_wrapper_times_its_decoder():
+    def slow(obs, z):
+        time.sleep(0.01)
+        return closed_loop(obs, z)
+    env = SkillWrapper(CountingEnv(), slow, horizon=3, z_dim=1)
+    env.reset()
+    assert 0.03 <= env.step(np.zeros(1, np.float32))[-1]["seconds_decoder"] < 1.0  # three decoder calls
 
 
 def test_missing_play_data_and_skill_model_give_the_commands(tmp_path):

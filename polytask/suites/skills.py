@@ -7,13 +7,15 @@ steps, so that skill-space SAC is SAC on the wrapped env.
   z, decoded open-loop into a plan that runs until its predicted progress reaches a threshold.
 
 Both execute their env steps through :meth:`SkillExecution.run_skill` (rewards summed, early stop at
-termination or truncation, ``success`` the maximum over the skill, ``env_steps`` counted). The decoder
+termination or truncation, ``success`` the maximum over the skill, ``env_steps`` counted, and
+``seconds_decoder`` the wall time spent in the decoder, which the online trainer logs). The decoder
 is a callable, not an agent (a suite never imports an agent): e.g. the ``decode`` method of
 :class:`polytask.agents.skills.SkillPriorAgent` or :class:`polytask.agents.extract.ExtractSkillAgent`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,23 +47,33 @@ class SkillExecution(gym.Wrapper):
         self._obs, info = self.env.reset(**kwargs)
         return self._obs, info
 
-    def run_skill(self, policy: Callable[[Any, int], np.ndarray], max_steps: int):
+    def run_skill(self, policy: Callable[[Any, int], np.ndarray], max_steps: int, seconds_decoder: float = 0.0):
         """Step the env with ``policy(obs, t)`` for t = 0, 1, ... up to ``max_steps`` env steps, stopping
         early when the env terminates or truncates.
 
+        Args:
+            policy: the env action float32 (A,) for the current observation and the step t in the skill.
+            max_steps: the most env steps to take.
+            seconds_decoder: decoder time already spent on this skill (e.g. decoding a plan), in seconds.
+
         Returns:
             ``(last obs, summed reward, terminated, truncated, info)``: the last env step's flags and info,
-            with ``success`` the maximum over the skill's steps and ``env_steps`` the steps taken.
+            with ``success`` the maximum over the skill's steps, ``env_steps`` the steps taken and
+            ``seconds_decoder`` the wall time in seconds spent in ``policy`` plus ``seconds_decoder``.
         """
         total, success, steps = 0.0, 0.0, 0
         terminated = truncated = False
         info: dict[str, Any] = {}
         while steps < max_steps and not (terminated or truncated):
-            self._obs, reward, terminated, truncated, info = self.env.step(policy(self._obs, steps))
+            t0 = time.perf_counter()
+            action = policy(self._obs, steps)
+            seconds_decoder += time.perf_counter() - t0
+            self._obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
             success = max(success, float(info.get("success", 0.0)))
             steps += 1
-        return self._obs, total, terminated, truncated, {**info, "success": success, "env_steps": steps}
+        return self._obs, total, terminated, truncated, {**info, "success": success, "env_steps": steps,
+                                                          "seconds_decoder": seconds_decoder}
 
 
 class SkillWrapper(SkillExecution):
@@ -72,7 +84,8 @@ class SkillWrapper(SkillExecution):
     a skill outside it is clipped. The step returns the last observation, the sum of the env rewards,
     and ``terminated``/``truncated`` of the last env step: the skill stops early when the env
     terminates or truncates. ``info`` is the last env step's, with ``success`` the maximum over the
-    skill's steps and ``env_steps`` the number of env steps taken (1..horizon).
+    skill's steps, ``env_steps`` the number of env steps taken (1..horizon) and ``seconds_decoder``
+    the seconds spent in the decoder.
 
     Args:
         env: the env the skills act in.
@@ -139,7 +152,9 @@ class HybridSkillWrapper(SkillExecution):
 
     def step(self, action):
         k, z = self.split(action)
+        t0 = time.perf_counter()
         plan, progress = self.decoder(np.array([k]), z[None])
         steps = min(int(plan_length(progress[0], self.progress_done)), self.max_len)
-        obs, reward, terminated, truncated, info = self.run_skill(lambda _, t: plan[0, t], steps)
+        obs, reward, terminated, truncated, info = self.run_skill(lambda _, t: plan[0, t], steps,
+                                                                  time.perf_counter() - t0)
         return obs, reward, terminated, truncated, {**info, "skill": k}

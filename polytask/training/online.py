@@ -75,6 +75,12 @@ class OnlineTrainer(Trainer):
     - ``reset_networks()`` every ``cfg.reset_every_steps`` steps (0: never), before that step's
       updates; the replay buffer is kept (periodic resets, Nikishin et al. 2022).
 
+    Time spent, logged as cumulative ``seconds_<part>`` (this process, since it started): ``act``,
+    ``env`` (the envs' steps, wall time), ``update``, ``reward`` (rewards computed at episode ends)
+    and, where the env reports ``info["seconds_decoder"]`` (the skill wrappers of
+    :mod:`polytask.suites.skills`), ``decoder``: the part of the envs' steps spent in the skill
+    decoder, summed over the envs (with subprocess envs it can exceed the wall time of ``env``).
+
     ``episode_return`` is the env's return (``info["env_reward"]`` where a wrapper changed the
     reward, e.g. :class:`polytask.suites.wrappers.SparseReward`); ``episode_reward`` is the return of
     the rewards learnt from, where they differ. Where several envs end an episode in the same step,
@@ -239,6 +245,9 @@ class OnlineTrainer(Trainer):
         obs, rewards, terminated, truncated, info = self.envs.step(actions)
         self.seconds["act"] += t1 - t0
         self.seconds["env"] += time.perf_counter() - t1
+        if "seconds_decoder" in info:  # a skill wrapper's decoder, part of "env" (summed over the envs)
+            self.seconds["decoder"] = self.seconds.get("decoder", 0.0) + float(
+                _info_array(info, "seconds_decoder", np.zeros(len(envs))).sum())
         obs = self._observe(obs, envs, is_first=False)
         env_rewards = _info_array(info, "env_reward", rewards)
         success = _info_array(info, "success", np.zeros(len(envs)))
