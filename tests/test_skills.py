@@ -252,3 +252,32 @@ def test_skild_stages_find_the_skill_model_and_the_data(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     results = json.loads((tmp_path / "disc" / "results.json").read_text())
     assert results["step"] == 40 and 0.0 <= results["accuracy"] <= 1.0 and np.isfinite(results["bce"])
+
+
+@pytest.mark.parametrize("overrides, stages", [
+    (["recipe=skild_kitchen"], ["skill_prior", "skill_posterior", "demo_discriminator"]),
+    (["agent=skild", "suite=maze", "skill_model=/elsewhere/model.pt"], ["skill_posterior"]),
+    (["agent=extract", "suite=kitchen", "finetune_on=demos", 'stage_overrides.extract_skill=["num_train_steps=10"]'],
+     ["extract_skill"]),
+])
+def test_stage_command_makes_the_file_the_run_looks_for(tmp_path, overrides, stages):
+    """The command a missing stage's error gives, run by hand, names its weights file (its settings
+    tag, as train.py would compute it from the command line) exactly where the run looks."""
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    from polytask.config import CONFIG_DIR, overrides_tag
+    from polytask.training.skill_inputs import stage_command
+    from polytask.training.weights import weights_path
+
+    exclude = OmegaConf.load(CONFIG_DIR / "config.yaml").hydra.job.config.override_dirname.exclude_keys
+    cfg = compose_cfg(*overrides, f"data_dir={tmp_path}")
+    for stage in stages:
+        args = shlex.split(stage_command(cfg, stage))[2:]  # after "python train.py"
+        hand = compose_cfg(*args)
+        if not any(a.startswith("weights_tag=") for a in args):
+            hand.weights_tag = overrides_tag(args, exclude)  # what train.py's settings_tag gives
+        made = skill_model_path(hand) if stage == "skill_prior" else (
+            weights_path(hand) if stage != "extract_skill" or hand.finetune_on == "demos" else None)
+        assert made == stage_path(cfg, stage), stage

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,12 @@ def stage_path(cfg: DictConfig, stage: str) -> Path:
 
 
 def stage_command(cfg: DictConfig, stage: str) -> str:
-    """The ``train.py`` command that makes stage ``stage``'s weights for the run."""
+    """The ``train.py`` command that makes stage ``stage``'s weights for the run, where the run looks for
+    them (:func:`stage_path`): with the run's ``stage_overrides.<stage>``, which name the file as the run
+    expects (:func:`stage_tag`); for a skill posterior the run's skill model file (named, found, or
+    where the run makes it: :func:`run_skill_model_file`, :func:`stage_path`), and for a fine-tuned
+    ``extract_skill`` the settings of the play-trained model it starts from. Where it names such inputs,
+    it also gives the stage's ``weights_tag``, so that they do not enter the file name."""
     cmd = (f"python train.py agent={stage} suite={cfg.suite.name} obs_type={cfg.obs_type} seed={cfg.seed} "
            f"data_dir={cfg.data_dir}")
     on_demos = (stage == "flat_prior" and cfg.get("prior_data") == "demos") or finetuned(cfg, stage)
@@ -125,7 +131,15 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
         cmd += " prior_data=demos" if stage == "flat_prior" else " finetune_on=demos"
     if stage not in ("skill_prior", "extract_skill", "flat_prior") or on_demos:
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
-    return cmd
+    own, inputs = own_overrides(cfg, stage), []
+    if finetuned(cfg, stage) and own:  # the play-trained model it starts from, with the same settings
+        inputs = [f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]"]
+    if stage == "skill_posterior":  # the run's skill model, where it is or will be made
+        model = cfg.get("skill_model") or run_skill_model_file(cfg) or stage_path(cfg, "skill_prior")
+        inputs = [f"skill_model={model}"]
+    if inputs:  # not part of the file name
+        inputs.append(f"weights_tag={stage_tag(cfg, stage)}")
+    return " ".join([cmd, *(shlex.quote(o) for o in own + inputs)])
 
 
 def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
@@ -267,8 +281,8 @@ def check_posterior_skill_model(cfg: DictConfig, posterior: dict[str, Any]) -> N
         return
     posterior_file = stage_file(cfg, "skill_posterior")
     raise ConfigError(f"The skill posterior at {posterior_file} was trained on another skill model than {path}. Train "
-                      f"one on it with:\n  {stage_command(cfg, 'skill_posterior')} skill_model={path}\nand pass its "
-                      f"file as skill_posterior=<file> (or delete {posterior_file} to have it made first)")
+                      f"one on it with:\n  {stage_command(cfg, 'skill_posterior')}\n(or delete "
+                      f"{posterior_file} to have it made first, or pass another as skill_posterior=<file>)")
 
 
 def skill_posterior(cfg: DictConfig, env: gym.Env) -> dict[str, Any]:
