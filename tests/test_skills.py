@@ -256,6 +256,8 @@ def test_skild_stages_find_the_skill_model_and_the_data(tmp_path):
 
 @pytest.mark.parametrize("overrides, stages", [
     (["recipe=skild_kitchen"], ["skill_prior", "skill_posterior", "demo_discriminator"]),
+    (["recipe=skild_kitchen", 'stage_overrides.skill_prior=["agent.hidden_depth=5"]',
+      'stage_overrides.skill_posterior=["num_train_steps=10"]'], ["skill_prior", "skill_posterior"]),
     (["agent=skild", "suite=maze", "skill_model=/elsewhere/model.pt"], ["skill_posterior"]),
     (["agent=extract", "suite=kitchen", "finetune_on=demos", 'stage_overrides.extract_skill=["num_train_steps=10"]'],
      ["extract_skill"]),
@@ -281,3 +283,20 @@ def test_stage_command_makes_the_file_the_run_looks_for(tmp_path, overrides, sta
         made = skill_model_path(hand) if stage == "skill_prior" else (
             weights_path(hand) if stage != "extract_skill" or hand.finetune_on == "demos" else None)
         assert made == stage_path(cfg, stage), stage
+
+
+def test_a_posterior_follows_its_skill_model_settings(tmp_path):
+    """Runs asking for skill models with other settings look for posteriors of their own (the model's
+    settings in the file name), and a posterior made first takes the sizes the model is given."""
+    from polytask.training.skill_inputs import stage_config
+
+    plain = compose_cfg("agent=skild", "suite=maze", f"data_dir={tmp_path}")
+    deeper = compose_cfg("agent=skild", "suite=maze", f"data_dir={tmp_path}",
+                         'stage_overrides.skill_prior=["agent.hidden_depth=5","num_train_steps=10","eval_every_steps=5"]')
+    assert stage_path(plain, "skill_posterior").name == "umaze-features-d5-seed1.pt"
+    assert stage_path(deeper, "skill_posterior").name == \
+        "umaze-features-d5-seed1-skill_prior.agent.hidden_depth-5+skill_prior.num_train_steps-10.pt"
+    assert stage_path(deeper, "demo_discriminator") == stage_path(plain, "demo_discriminator")  # no skill model
+    posterior = stage_config(deeper, "skill_posterior")
+    assert posterior.agent.hidden_depth == 5 and posterior.num_train_steps == 5000  # sizes only
+    assert stage_config(deeper, "skill_prior").agent.hidden_depth == 5

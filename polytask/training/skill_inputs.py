@@ -26,7 +26,10 @@ run's ``stage_overrides.<stage>`` (Hydra override strings, e.g. ``num_train_step
 ``stage_overrides.<stage>`` looks for that stage's file with those settings in its name
 (``play-features-seed1-num_train_steps-40000.pt``, :func:`stage_tag`), the name the stage's own
 command with the same overrides gives it, so runs asking for different stage settings never share
-a file. A skill posterior made first is trained on the run's skill model.
+a file. A skill posterior made first is trained on the run's skill model: it takes the sizes that
+``stage_overrides.skill_prior`` gives that model, and its file name carries the model's settings too
+(``...-seed1-skill_prior.num_train_steps-120000.pt``), so posteriors of different skill models never
+share a file.
 """
 
 from __future__ import annotations
@@ -93,12 +96,25 @@ def own_overrides(cfg: DictConfig, stage: str) -> list[str]:
     return [str(o) for o in (cfg.get("stage_overrides") or {}).get(stage, [])]
 
 
+def inherited_overrides(cfg: DictConfig, stage: str) -> list[str]:
+    """The overrides a stage takes from the stages it is trained on (:data:`NEEDS`): a skill posterior
+    gets the sizes (``agent.<size>=``, :data:`SKILL_SIZES`) the run's ``stage_overrides.skill_prior``
+    gives the skill model, which it must share; ``[]`` for other stages."""
+    sizes = {f"agent.{k}" for k in SKILL_SIZES}
+    return [o for needed in NEEDS.get(stage, ()) for o in own_overrides(cfg, needed)
+            if o.split("=", 1)[0].lstrip("+~") in sizes]
+
+
 def stage_tag(cfg: DictConfig, stage: str) -> str:
     """The settings part of stage ``stage``'s file name: the run's ``stage_overrides.<stage>`` as
     :func:`polytask.config.overrides_tag` writes them (``["num_train_steps=40000"]`` ->
     ``num_train_steps-40000``, as the stage's own command with those overrides names its file);
-    ``""`` without overrides."""
-    return overrides_tag(own_overrides(cfg, stage))
+    ``""`` without overrides. A stage trained on another (:data:`NEEDS`: the skill posterior on the
+    skill model) also carries that stage's settings, prefixed with its name
+    (``skill_prior.num_train_steps-120000``): posteriors of different skill models never share a file."""
+    upstream = [f"{needed}.{o}" for needed in NEEDS.get(stage, ()) for o in own_overrides(cfg, needed)
+                if overrides_tag([o])]  # scheduling options (eval, logging) leave no mark
+    return overrides_tag(own_overrides(cfg, stage) + upstream)
 
 
 def stage_path(cfg: DictConfig, stage: str) -> Path:
@@ -131,7 +147,7 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
         cmd += " prior_data=demos" if stage == "flat_prior" else " finetune_on=demos"
     if stage not in ("skill_prior", "extract_skill", "flat_prior") or on_demos:
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
-    own, inputs = own_overrides(cfg, stage), []
+    own, inputs = inherited_overrides(cfg, stage) + own_overrides(cfg, stage), []
     if finetuned(cfg, stage) and own:  # the play-trained model it starts from, with the same settings
         inputs = [f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]"]
     if stage == "skill_posterior":  # the run's skill model, where it is or will be made
@@ -144,9 +160,9 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
 
 def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
     """The Hydra overrides of a stage made for the run: its identity (agent, obs_type, seed, data_dir,
-    demos, device; default settings, so the weights land where they are looked for) and the run's
-    ``stage_overrides.<stage>`` (for the fine-tuned ``extract_skill``, also passed on to the play-trained
-    one it starts from)."""
+    demos, device; default settings, so the weights land where they are looked for), what it inherits
+    (:func:`inherited_overrides`) and the run's ``stage_overrides.<stage>`` (for the fine-tuned
+    ``extract_skill``, also passed on to the play-trained one it starts from)."""
     base = [f"agent={stage}", f"obs_type={cfg.obs_type}", f"seed={cfg.seed}", f"data_dir={cfg.data_dir}",
             f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
             f"device={cfg.device}", f"weights_tag={stage_tag(cfg, stage)}", "resume=never"]
@@ -156,7 +172,7 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
             base.append(f"skill_model={model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
         base.append(f"prior_data={cfg.prior_data}")
-    own = own_overrides(cfg, stage)
+    own = inherited_overrides(cfg, stage) + own_overrides(cfg, stage)
     if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
         base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
         if finetuned(cfg, stage):  # the play-trained model it starts from gets the same overrides
