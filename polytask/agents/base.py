@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from polytask.agents.configs import AgentConfig, make_config
+from polytask.nets.mlp import compile_modules
 from polytask.utils import Metric, metric_floats
 
 
@@ -36,7 +37,7 @@ class Agent(abc.ABC):
 
     Required: :meth:`act`, :meth:`update`, :meth:`state_dict`, :meth:`load_state_dict`, :meth:`train`.
     Optional hooks (the defaults do nothing): :meth:`wrap_env`, :meth:`observe`, :meth:`episode_rewards`,
-    :meth:`check_frozen`, :meth:`reset_networks`.
+    :meth:`check_frozen`, :meth:`reset_networks`, :meth:`networks_to_compile`.
     """
 
     #: the dataclass of this agent's options (:mod:`polytask.agents.configs`): fields, defaults, docs, checks
@@ -51,6 +52,8 @@ class Agent(abc.ABC):
     can_reset_networks: ClassVar[bool] = False
     #: shapes (without the batch axis) of the keys :meth:`observe` adds; set per instance
     extra_obs_shapes: Mapping[str, tuple[int, ...]] = MappingProxyType({})
+    #: whether :meth:`compile_once` has compiled the networks (set per instance)
+    compiled: bool = False
 
     def configure(self, options: Mapping[str, Any]) -> AgentConfig:
         """Set and return ``self.cfg``, the agent's options ``options`` as its :attr:`config_class`.
@@ -110,6 +113,19 @@ class Agent(abc.ABC):
         """Switch the networks to training or evaluation mode (dropout, normalisation)."""
 
     # -- optional hooks ---------------------------------------------------------------------------
+    def networks_to_compile(self) -> tuple[torch.nn.Module, ...]:
+        """The networks that the ``compile`` option (where the agent's config has it) compiles in place
+        with ``torch.compile`` before the first update (:meth:`compile_once`): those its update runs.
+        Default: none."""
+        return ()
+
+    def compile_once(self) -> None:
+        """Compile :meth:`networks_to_compile` in place, once, when ``self.cfg.compile`` is set; updates
+        call it first (:func:`polytask.nets.mlp.compile_modules`: the state dict keys stay the same)."""
+        if getattr(self.cfg, "compile", False) and not self.compiled:
+            compile_modules(*self.networks_to_compile())
+            self.compiled = True
+
     def wrap_env(self, env: gym.Env) -> gym.Env:
         """The env this agent acts in, made from the suite's ``env`` (with the run's training wrappers
         for the training env): the online trainer's env and every evaluation env go through it, and

@@ -20,7 +20,7 @@ from polytask.agents.base import Agent
 from polytask.agents.configs.imitation import DrQV2Config
 from polytask.agents.qlearning import actor_step, adam, td_target, twin_q_reduce, update_twin_critic
 from polytask.nets.encoders import PixelEncoder, RandomShiftsAug
-from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, compile_modules, orthogonal_init, soft_update
+from polytask.nets.mlp import Actor, Critic, clipped_noise_sample, orthogonal_init, soft_update
 from polytask.utils import schedule
 
 
@@ -60,9 +60,12 @@ class DrQV2Agent(Agent):
                              cfg.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.aug: nn.Module = RandomShiftsAug(cfg.pad) if (cfg.augment and pixels) else nn.Identity()
-        self._compile, self._compiled = cfg.compile, False
         self._make_optimizers()
         self.train(True)
+
+    def networks_to_compile(self) -> tuple[nn.Module, ...]:
+        """Encoder, actor, critic and target critic."""
+        return self.encoder, self.actor, self.critic, self.critic_target
 
     def _make_optimizers(self) -> None:
         self.actor_opt = adam(self.actor.parameters(), self.cfg.lr)
@@ -109,9 +112,7 @@ class DrQV2Agent(Agent):
             metrics: critic_loss, q, target_q, actor_loss (0-d tensors), stddev (and those of
             :meth:`actor_loss`).
         """
-        if self._compile and not self._compiled:
-            compile_modules(self.encoder, self.actor, self.critic, self.critic_target)
-            self._compiled = True
+        self.compile_once()
         obs = self.aug(batch["obs"][self.obs_key].to(self.device))
         next_obs = self.aug(batch["next_obs"][self.obs_key].to(self.device))
         action = batch["action"].to(self.device)

@@ -239,6 +239,7 @@ class ExtractSACAgent(SACAgent):
             ``kl_skill``/``kl_argument`` (nats), ``alpha_skill``/``alpha_argument`` (and their losses
             when tuned).
         """
+        self.compile_once()
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
         x, next_x = self._actor_input(obs), self._actor_input(next_obs)
@@ -264,6 +265,11 @@ class ExtractSACAgent(SACAgent):
                 **temperature_steps(divs, {"argument": ones, "skill": ones},
                                     {"argument": self.log_alpha, "skill": self.log_alpha_d}, self.targets,
                                     {"argument": self.alpha_opt, "skill": self.alpha_d_opt})}
+
+    def networks_to_compile(self) -> tuple[nn.Module, ...]:
+        """π_d, π_z, the critics and the frozen priors (the update runs each)."""
+        return (self.actor["skill"], self.actor["argument"], self.critic, self.critic_target, self.skill_prior,
+                self.argument_prior)
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from polytask.agents.base import Agent
 from polytask.agents.configs.sac import SACConfig
 from polytask.agents.qlearning import actor_step, adam, td_target, update_twin_critic
 from polytask.errors import require_features
-from polytask.nets.mlp import Critic, GaussianActor, compile_modules, soft_update
+from polytask.nets.mlp import Critic, GaussianActor, soft_update
 
 
 class SACAgent(Agent):
@@ -65,8 +66,11 @@ class SACAgent(Agent):
         self.actor_opt = adam(self.actor.parameters(), cfg.lr)
         self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.alpha_opt = adam([self.log_alpha], cfg.lr)
-        self._compile, self._compiled = cfg.compile, False
         self.train(True)
+
+    def networks_to_compile(self) -> tuple[nn.Module, ...]:
+        """Actor, critic and target critic (subclasses add the networks their updates run)."""
+        return self.actor, self.critic, self.critic_target
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -124,9 +128,7 @@ class SACAgent(Agent):
             metrics (0-d tensors): critic_loss, q, target_q, and once the actor learns actor_loss,
             alpha, alpha_loss, entropy (−log π).
         """
-        if self._compile and not self._compiled:
-            compile_modules(self.actor, self.critic, self.critic_target)
-            self._compiled = True
+        self.compile_once()
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
         state, next_state = obs[self.obs_key], next_obs[self.obs_key]

@@ -220,6 +220,7 @@ class SkillSACAgent(SACAgent):
             critic_loss, q, target_q, reward; once the actor learns actor_loss and per term
             ``kl_<term>`` (nats), ``alpha_<term>`` and ``alpha_loss_<term>``.
         """
+        self.compile_once()
         obs = {k: v.to(self.device) for k, v in batch["obs"].items()}
         next_obs = {k: v.to(self.device) for k, v in batch["next_obs"].items()}
         x, next_x = self._actor_input(obs), self._actor_input(next_obs)
@@ -245,6 +246,10 @@ class SkillSACAgent(SACAgent):
         actor_step(actor_loss, self.actor_opt)
         return {"actor_loss": actor_loss.detach(), **temperature_steps(divs, weights, self.temperatures(),
                                                                      self._targets(), self._temperature_opts())}
+
+    def networks_to_compile(self) -> tuple[torch.nn.Module, ...]:
+        """SAC's networks and the frozen prior (its KL term runs in every update)."""
+        return (*super().networks_to_compile(), self.prior)
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -318,6 +323,10 @@ class SkiLDAgent(SkillSACAgent):
         self.alpha_q_opt.load_state_dict(state["alpha_q_opt"])
         with torch.no_grad():
             self.log_alpha_q.copy_(state["log_alpha_q"])
+
+    def networks_to_compile(self) -> tuple[torch.nn.Module, ...]:
+        """The skill-space SAC's networks, the posterior and the discriminator."""
+        return (*super().networks_to_compile(), self.posterior, self.discriminator)
 
     def demo_logit(self, state: torch.Tensor) -> torch.Tensor:
         """log D(s) − log(1 − D(s)), the discriminator's logit, float32 (B,) for raw states (B, D)."""
