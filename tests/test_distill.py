@@ -118,7 +118,7 @@ def test_local_multirun_and_gather(data_dir, tmp_path):
     assert all("drawer-close" in str(r) for r in results)
     assert gather([str(sweep)]) == 0
     summary = (sweep / "summary.md").read_text()
-    assert "| bc | metaworld | features | drawer-close | 2 | 30 |" in summary
+    assert "| bc | metaworld | features | agent.hidden_dim-32+num_train_steps-30 | drawer-close | 2 | 30 |" in summary
     assert (sweep / "summary.csv").exists() and (sweep / "success.png").stat().st_size > 1000
     assert (sweep / "return.png").stat().st_size > 1000
     with open(sweep / "curves.csv") as f:
@@ -139,3 +139,33 @@ def test_gather_counts_frames_for_online_runs(tmp_path):
                                   "0,0,1.5,0,1.5\n25000,0,250.0,0,250.0\n")
     curves = read_run(run)["curves"]["cheetah_run_m1"]
     assert curves["frames"] == [0, 50000] and curves["return"] == [1.5, 250.0]
+
+
+def test_gather_takes_logged_env_steps_and_keeps_settings_apart(tmp_path):
+    """Skill-space runs log the env steps (``frames``) their evaluations happened at; runs of one
+    setting group over seeds, other settings get rows of their own, with the mean over evaluations."""
+    from polytask.training.gather import main, read_run, summarize
+
+    def write(name, seed, tag, returns):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(
+            f"seed: {seed}\nobs_type: features\nweights_tag: '{tag}'\n"
+            "agent: {name: skild, trainer: polytask.training.online.OnlineTrainer}\n"
+            "suite: {name: kitchen, task: [kettle]}\n")
+        (run / "eval.csv").write_text("step,metric,value\n" + "".join(
+            f"{2500 * (i + 1)},kettle/success,0\n{2500 * (i + 1)},kettle/return,{r}\n"
+            f"{2500 * (i + 1)},frames,{24900 * (i + 1)}\n" for i, r in enumerate(returns)))
+        return read_run(run)
+
+    runs = [write("a1", 1, "", [1.0, 3.0]), write("a2", 2, "", [2.0, 2.0]), write("b1", 1, "agent.lr-0.1", [0.0, 4.0])]
+    assert runs[0]["curves"]["kettle"]["frames"] == [24900, 49800]  # not steps × action repeat
+    rows = {r["settings"]: r for r in summarize(runs)}
+    assert rows[""]["runs"] == 2 and rows[""]["return_mean"] == 2.5 and rows[""]["return_over_evals"] == 2.0
+    assert rows["agent.lr-0.1"]["runs"] == 1 and rows["agent.lr-0.1"]["return_over_evals"] == 2.0
+    model = tmp_path / "skill-model"  # a run whose evaluations score no task is left out, not an error
+    model.mkdir()
+    (model / "config.yaml").write_text((tmp_path / "a1" / "config.yaml").read_text())
+    (model / "eval.csv").write_text("step,metric,value\n100,heldout_rec_mse,0.5\n")
+    assert read_run(model) is None
+    assert main([str(tmp_path)]) == 0 and "| agent.lr-0.1 | kettle | 1 |" in (tmp_path / "summary.md").read_text()

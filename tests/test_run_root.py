@@ -33,4 +33,4 @@ def test_gather_defaults_to_the_run_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
     summary = (tmp_path / RUN_ROOT / "summary.md").read_text()
-    assert "| bc | metaworld | features | reach | 1 | 200 | 0.75 ± 0.00 | 7.5 ± 0.0 |" in summary
+    assert "| bc | metaworld | features |  | reach | 1 | 200 | 0.75 ± 0.00 | 7.5 ± 0.0 | 0.50, 5.00 |" in summary

@@ -6,9 +6,13 @@ against frames (online runs) or updates (offline runs).
     python -m polytask.training.gather                      # every run under exp_local/
     polytask-gather exp_local/bc16 --out results/
 
-Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts;
-per task the final success and return are averaged over the runs (seeds) that evaluated it. Frames
-are environment steps: agent steps × ``suite.env.action_repeat``.
+Every run directory below the given folder (one holding ``config.yaml`` and ``eval.csv``) counts.
+Runs group by agent, suite, obs_type and settings (the run's ``weights_tag``: its command-line settings
+other than seed, task and data, so the seeds of one setting group together and the settings of a sweep
+stay apart); per task the final success and return, and their means over each run's evaluations (the
+steadier figure for noisy RL curves), are averaged over the runs of a group. Frames are environment
+steps: the ``frames`` each evaluation logged (a skill-space step runs several env steps), or for
+older logs agent steps × ``suite.env.action_repeat``.
 """
 
 from __future__ import annotations
@@ -33,42 +37,58 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("eval.csv") if (p.parent / "config.yaml").exists())
 
 
-def read_run(run: Path) -> dict:
-    """Config essentials, final per-task metrics and the eval curves of one run.
+def read_run(run: Path) -> dict | None:
+    """Config essentials, final per-task metrics and the eval curves of one run; None for a run whose
+    evaluations score no task (``<task>/success`` and ``<task>/return``: e.g. a skill model's held-out
+    reconstruction).
 
     ``curves[task]`` maps ``"step"``, ``"frames"``, ``"success"`` and ``"return"`` to lists, one entry
     per eval in ``eval.csv``. ``step`` counts agent steps for online runs and updates for offline ones;
-    ``frames`` is steps × the suite's action repeat for online runs and empty ("") for offline ones.
+    ``frames`` (env steps) is what the evaluation logged, else steps × the suite's action repeat, for
+    online runs and empty ("") for offline ones. ``settings`` is the run's ``weights_tag`` ("" for the
+    default settings).
     """
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    rows = read_metrics(run / "eval.csv")
     tasks = [str(t) for t in cfg["suite"]["task"]]
-    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else rows[-1]
+    rows = [r for r in read_metrics(run / "eval.csv") if all(f"{t}/success" in r and f"{t}/return" in r for t in tasks)]
+    if not rows:
+        return None
+    final = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}
+    if not all(f"{t}/success" in final and f"{t}/return" in final for t in tasks):
+        final = rows[-1]
     steps = [int(r["step"]) for r in rows]
     online = cfg["agent"]["trainer"].endswith("OnlineTrainer")
     repeat = int(cfg["suite"].get("env", {}).get("action_repeat", 1))
-    curves = {t: {"step": steps, "frames": [s * repeat if online else "" for s in steps],
+    frames = [int(r.get("frames", s * repeat)) if online else "" for r, s in zip(rows, steps)]
+    curves = {t: {"step": steps, "frames": frames,
                   "success": [r[f"{t}/success"] for r in rows],
                   "return": [r[f"{t}/return"] for r in rows]} for t in tasks}
     return {"run": run, "agent": cfg["agent"]["name"], "suite": cfg["suite"]["name"], "obs_type": cfg["obs_type"],
-            "seed": cfg["seed"], "tasks": tasks, "final": final, "curves": curves, "online": online,
-            "step": int(final.get("step", steps[-1] if rows else 0))}
+            "settings": str(cfg.get("weights_tag") or ""), "seed": cfg["seed"], "tasks": tasks, "final": final,
+            "curves": curves, "online": online, "step": int(final.get("step", steps[-1]))}
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """One row per (agent, suite, obs_type, task): mean/std of final success and return over runs."""
+    """One row per (agent, suite, obs_type, settings, task): mean/std over the runs (seeds) of the final
+    success and return, and the mean over the runs of each run's mean over its evaluations
+    (``success_over_evals``, ``return_over_evals``)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         for t in r["tasks"]:
-            groups[(r["agent"], r["suite"], r["obs_type"], t)].append(
-                {"success": r["final"][f"{t}/success"], "return": r["final"][f"{t}/return"], "step": r["step"]})
+            c = r["curves"][t]
+            groups[(r["agent"], r["suite"], r["obs_type"], r["settings"], t)].append(
+                {"success": r["final"][f"{t}/success"], "return": r["final"][f"{t}/return"], "step": r["step"],
+                 "success_over_evals": float(np.mean(c["success"])) if c["success"] else float("nan"),
+                 "return_over_evals": float(np.mean(c["return"])) if c["return"] else float("nan")})
     rows = []
-    for (agent, suite, obs_type, task), vals in sorted(groups.items()):
+    for (agent, suite, obs_type, settings, task), vals in sorted(groups.items()):
         s = np.array([v["success"] for v in vals])
         ret = np.array([v["return"] for v in vals])
-        rows.append({"agent": agent, "suite": suite, "obs_type": obs_type, "task": task, "runs": len(vals),
-                     "step": max(v["step"] for v in vals), "success_mean": float(s.mean()),
-                     "success_std": float(s.std()), "return_mean": float(ret.mean()), "return_std": float(ret.std())})
+        rows.append({"agent": agent, "suite": suite, "obs_type": obs_type, "settings": settings, "task": task,
+                     "runs": len(vals), "step": max(v["step"] for v in vals), "success_mean": float(s.mean()),
+                     "success_std": float(s.std()), "return_mean": float(ret.mean()), "return_std": float(ret.std()),
+                     "success_over_evals": float(np.mean([v["success_over_evals"] for v in vals])),
+                     "return_over_evals": float(np.mean([v["return_over_evals"] for v in vals]))})
     return rows
 
 
@@ -80,20 +100,22 @@ def write_outputs(rows: list[dict], runs: list[dict], out: Path) -> list[Path]:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    lines = ["| agent | suite | obs | task | runs | step | success | return |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['agent']} | {r['suite']} | {r['obs_type']} | {r['task']} | {r['runs']} | {r['step']} | "
-              f"{r['success_mean']:.2f} ± {r['success_std']:.2f} | {r['return_mean']:.1f} ± {r['return_std']:.1f} |"
-              for r in rows]
+    lines = ["| agent | suite | obs | settings | task | runs | step | success | return | success, return over evals |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['agent']} | {r['suite']} | {r['obs_type']} | {r['settings']} | {r['task']} | {r['runs']} | "
+              f"{r['step']} | {r['success_mean']:.2f} ± {r['success_std']:.2f} | "
+              f"{r['return_mean']:.1f} ± {r['return_std']:.1f} | "
+              f"{r['success_over_evals']:.2f}, {r['return_over_evals']:.2f} |" for r in rows]
     mean, mean_return = np.mean([r["success_mean"] for r in rows]), np.mean([r["return_mean"] for r in rows])
-    lines.append(f"| **mean** | | | {len(rows)} tasks | | | **{mean:.2f}** | **{mean_return:.1f}** |")
+    lines.append(f"| **mean** | | | | {len(rows)} tasks | | | **{mean:.2f}** | **{mean_return:.1f}** | |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
     with open(out / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", "agent", "seed", "task", "step", "frames", "success", "return"])
+        w.writerow(["run", "agent", "settings", "seed", "task", "step", "frames", "success", "return"])
         for r in runs:
             for task, c in r["curves"].items():
-                w.writerows([str(r["run"]), r["agent"], r["seed"], task, *row]
+                w.writerows([str(r["run"]), r["agent"], r["settings"], r["seed"], task, *row]
                             for row in zip(c["step"], c["frames"], c["success"], c["return"]))
     for metric in ("success", "return"):
         plot_curves(runs, metric, out / f"{metric}.png")
@@ -121,7 +143,7 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
             if task in r["curves"]:
                 c = r["curves"][task]
                 ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3,
-                        label=f"{r['agent']} s{r['seed']}")
+                        label=f"{r['agent']} {r['settings'][:40]} s{r['seed']}".replace("  ", " "))
         ax.set_title(task, fontsize=9)
         if metric == "success":
             ax.set_ylim(-0.05, 1.05)
@@ -146,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
                              f"{RUN_ROOT}/<experiment> for one sweep)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the sweep folder)")
     args = parser.parse_args(argv)
-    runs = [read_run(r) for r in find_runs(args.sweep_dir)]
+    found = find_runs(args.sweep_dir)
+    runs = [r for r in map(read_run, found) if r is not None]
     if not runs:
-        print(f"error: no runs (folders with config.yaml and eval.csv) under {args.sweep_dir}", file=sys.stderr)
+        print(f"error: no runs (folders with config.yaml and an eval.csv that scores their tasks) under "
+              f"{args.sweep_dir}", file=sys.stderr)
         return 1
+    if len(runs) < len(found):
+        print(f"left out {len(found) - len(runs)} run(s) whose evaluations score no task (e.g. skill models)",
+              file=sys.stderr)
     rows = summarize(runs)
     paths = write_outputs(rows, runs, args.out or args.sweep_dir)
     print((paths[1]).read_text())
