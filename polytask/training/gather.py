@@ -139,10 +139,10 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.4 * nrows), squeeze=False,
                              sharey=metric == "success")
     for ax, task in zip(axes.flat, tasks):
-        for r in runs:
+        for i, r in enumerate(runs):
             if task in r["curves"]:
                 c = r["curves"][task]
-                ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3,
+                ax.plot(c["frames"] if r["online"] else c["step"], c[metric], marker="o", ms=3, color=f"C{i % 10}",
                         label=f"{r['agent']} {r['settings'][:40]} s{r['seed']}".replace("  ", " "))
         ax.set_title(task, fontsize=9)
         if metric == "success":
@@ -154,8 +154,15 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> None:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel(metric)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    legend = {}  # every run once, whichever panel it is in
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    labels, handles = list(legend), list(legend.values())
+    rows_below = int(np.ceil(len(labels) / 2))  # the legend below the panels, two runs a line
+    fig.set_figheight(fig.get_figheight() + 0.2 * rows_below)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.2 * rows_below / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
