@@ -284,6 +284,13 @@ def test_spirl_run_killed_and_resumed(tmp_path):
                    DEVICE)
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["umaze/length"] <= 30  # skills: 300 steps / H
+    # an agent option changed for the evaluation (the mean skill), checked as a training run's options are
+    p = run_script("evaluate.py", f"policy={weights}", "eval.num_episodes=2", "+agent.eval_mean_skill=true",
+                   f"hydra.run.dir={tmp_path / 'ev-mean'}", DEVICE)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "ev-mean" / "results.json").read_text())["agent"] == {"eval_mean_skill": True}
+    p = run_script("evaluate.py", f"policy={weights}", "+agent.eval_mean_skil=true", f"hydra.run.dir={tmp_path / 'e'}")
+    assert p.returncode == 1 and "eval_mean_skil" in p.stdout + p.stderr and "Traceback" not in p.stderr
 
 
 @pytest.mark.slow
