@@ -164,8 +164,8 @@ def test_skild_maze_recipe_sets_suite_task_and_the_tuned_options():
 def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(recipe, agent):
     """recipe=skild_kitchen / spirl_kitchen: the target is the sequence kitchen play excludes, with the
     kitchen settings of SPiRL/SkiLD (critic 5 x 256; SkiLD's temperatures fixed and its discriminator's logit
-    clamped, SPiRL's temperature toward 5 nats) and ours (the 2-round DAgger model, the scaled squash, mean-skill
-    evaluation)."""
+    clamped, SPiRL's temperature toward 5 nats) and ours (the 2-round DAgger model, mean-skill evaluation,
+    SkiLD's scaled squash)."""
     from polytask.training.inputs import check_agent_options
 
     cfg = compose_cfg(f"recipe={recipe}")
@@ -173,16 +173,16 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     assert list(cfg.suite.task) == ["kettle-burner-light-slide"] and cfg.suite.task[0] in cfg.suite.play.exclude
     options = check_agent_options(cfg.agent)
     assert options.hidden_depth == 5 and options.prior_kl_clip == 100.0
-    # both: the DAgger skill model, a squash that starts the policy as the prior or posterior itself, and
-    # evaluation with the mean skill
+    # both: the DAgger skill model and evaluation with the mean skill
     assert list(cfg.stage_overrides.skill_prior) == ["num_train_steps=120000", "dagger.rounds=2"]
-    assert options.squash == "scaled" and options.bound == 5.0 and options.eval_mean_skill
-    if agent == "skild":
+    assert options.eval_mean_skill
+    if agent == "skild":  # a squash that starts the policy as the posterior itself
+        assert options.squash == "scaled" and options.bound == 5.0
         assert options.target_divergence is None and options.target_divergence_q is None
         assert options.init_temperature == 0.1 and options.init_temperature_q == 1.0
         assert options.demo_logit_clip == 5.0 and cfg.num_demos_per_task == 20
-    else:
-        assert options.target_divergence == 5.0
+    else:  # SPiRL's own squash
+        assert options.target_divergence == 5.0 and options.squash == "tanh" and options.bound == 2.0
 
 
 def test_missing_dataset_exits_with_command(tmp_path):
