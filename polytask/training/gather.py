@@ -78,8 +78,8 @@ def summarize(runs: list[dict]) -> list[dict]:
             c = r["curves"][t]
             groups[(r["agent"], r["suite"], r["obs_type"], r["settings"], t)].append(
                 {"success": r["final"][f"{t}/success"], "return": r["final"][f"{t}/return"], "step": r["step"],
-                 "success_over_evals": float(np.mean(c["success"])) if c["success"] else float("nan"),
-                 "return_over_evals": float(np.mean(c["return"])) if c["return"] else float("nan")})
+                 "success_over_evals": float(np.mean(c["success"])),  # read_run keeps runs with evaluations
+                 "return_over_evals": float(np.mean(c["return"]))})
     rows = []
     for (agent, suite, obs_type, settings, task), vals in sorted(groups.items()):
         s = np.array([v["success"] for v in vals])

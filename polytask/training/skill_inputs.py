@@ -133,6 +133,12 @@ def stage_path(cfg: DictConfig, stage: str) -> Path:
     return path.with_name(f"{path.stem}-{tag}{path.suffix}") if tag else path
 
 
+def play_trained_overrides(own: list[str]) -> str:
+    """The override that gives a fine-tuned ``extract_skill``'s starting point, the play-trained model,
+    the same settings ``own`` as the fine-tuned one: ``stage_overrides.extract_skill=["k=v",...]``."""
+    return f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]"
+
+
 def stage_command(cfg: DictConfig, stage: str) -> str:
     """The ``train.py`` command that makes stage ``stage``'s weights for the run, where the run looks for
     them (:func:`stage_path`): with the run's ``stage_overrides.<stage>``, which name the file as the run
@@ -148,11 +154,10 @@ def stage_command(cfg: DictConfig, stage: str) -> str:
     if stage not in ("skill_prior", "extract_skill", "flat_prior") or on_demos:
         cmd += f" 'suite.task=[{','.join(tasks_of(cfg))}]' num_demos_per_task={cfg.num_demos_per_task}"
     own, inputs = inherited_overrides(cfg, stage) + own_overrides(cfg, stage), []
-    if finetuned(cfg, stage) and own:  # the play-trained model it starts from, with the same settings
-        inputs = [f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]"]
+    if finetuned(cfg, stage) and own:
+        inputs = [play_trained_overrides(own)]
     if stage == "skill_posterior":  # the run's skill model, where it is or will be made
-        model = cfg.get("skill_model") or run_skill_model_file(cfg) or stage_path(cfg, "skill_prior")
-        inputs = [f"skill_model={model}"]
+        inputs = [f"skill_model={run_skill_model_file(cfg) or stage_path(cfg, 'skill_prior')}"]
     if inputs:  # not part of the file name
         inputs.append(f"weights_tag={stage_tag(cfg, stage)}")
     return " ".join([cmd, *(shlex.quote(o) for o in own + inputs)])
@@ -167,7 +172,7 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
             f"num_demos_per_task={cfg.num_demos_per_task}", f"collect_missing_demos={cfg.collect_missing_demos}",
             f"device={cfg.device}", f"weights_tag={stage_tag(cfg, stage)}", "resume=never"]
     if stage == "skill_posterior":  # trained on the run's skill model (made first, or named, or found)
-        model = cfg.get("skill_model") or run_skill_model_file(cfg)
+        model = run_skill_model_file(cfg)
         if model:
             base.append(f"skill_model={model}")
     if stage == "flat_prior" and cfg.get("prior_data"):
@@ -175,8 +180,8 @@ def stage_overrides(cfg: DictConfig, stage: str) -> list[str]:
     own = inherited_overrides(cfg, stage) + own_overrides(cfg, stage)
     if stage == "extract_skill":  # the fine-tuned model, or (also for the fine-tuning run) the play-trained one
         base.append(f"finetune_on={'demos' if finetuned(cfg, stage) else 'null'}")
-        if finetuned(cfg, stage):  # the play-trained model it starts from gets the same overrides
-            base.append(f"stage_overrides.extract_skill=[{','.join(json.dumps(o) for o in own)}]")
+        if finetuned(cfg, stage):
+            base.append(play_trained_overrides(own))
     return base + own
 
 
