@@ -5,7 +5,9 @@ state features, counting acting, env steps and updates at each agent's update-to
     OMP_NUM_THREADS=1 python benchmarks/num_envs.py --num-envs 1 2 4 --steps 2000
 
 Each row is one run of ``--steps`` steps after ``--warmup`` steps (which build the replay buffer past
-``update_after_steps``); ``--sync`` steps the envs in this process instead of subprocesses.
+``update_after_steps``); ``--sync`` steps the envs in this process instead of subprocesses;
+``--overlap`` adds a row per ``num_envs`` with ``overlap_updates=true`` (the envs step while the
+agent updates; its ``env`` column is then the wait beyond the updates).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--sync", action="store_true", help="step the envs in this process")
+    parser.add_argument("--overlap", action="store_true", help="also run each num_envs with overlap_updates=true")
     args = parser.parse_args()
     logging.getLogger("polytask").setLevel(logging.WARNING)
     torch.set_num_threads(1)
@@ -84,18 +87,22 @@ def main() -> None:
         for name in args.agents:
             agent = [f"agent={name}"] + ([f"base_policy={base}", "prog_explore=0"] if name == "residual" else [])
             for n in args.num_envs:
-                overrides = [*agent, f"suite/metaworld_task={args.task}", "obs_type=features", "device=cpu",
-                             f"data_dir={tmp}", f"num_envs={n}", f"async_envs={not args.sync}",
-                             f"update_after_steps={args.warmup // 2}", f"num_train_steps={args.warmup + args.steps}"]
-                rate, ms = steps_per_second(overrides, args.warmup, args.steps, Path(tmp) / f"{name}-{n}")
-                cfg = config(*overrides)
-                utd = f"{cfg.updates_per_step}/{cfg.update_every_steps}"
-                rows.append((name, n, utd, rate, ms))
-                print(f"{name:9s} num_envs={n}  UTD {utd}  {rate:7.1f} steps/s", flush=True)
-    print("\n| agent | num_envs | updates/env step | agent steps/s | ms/step act | env | update |\n"
-          "|---|---|---|---|---|---|---|")
-    for name, n, utd, rate, ms in rows:
-        print(f"| {name} | {n} | {utd} | {rate:.1f} | {ms['act']:.2f} | {ms['env']:.2f} | {ms['update']:.2f} |")
+                for overlap in (False, True) if args.overlap else (False,):
+                    overrides = [*agent, f"suite/metaworld_task={args.task}", "obs_type=features", "device=cpu",
+                                 f"data_dir={tmp}", f"num_envs={n}", f"async_envs={not args.sync}",
+                                 f"overlap_updates={overlap}", f"update_after_steps={args.warmup // 2}",
+                                 f"num_train_steps={args.warmup + args.steps}"]
+                    rate, ms = steps_per_second(overrides, args.warmup, args.steps,
+                                                Path(tmp) / f"{name}-{n}-{'overlap' if overlap else 'plain'}")
+                    cfg = config(*overrides)
+                    utd = f"{cfg.updates_per_step}/{cfg.update_every_steps}"
+                    rows.append((name, n, overlap, utd, rate, ms))
+                    print(f"{name:9s} num_envs={n} overlap={overlap}  UTD {utd}  {rate:7.1f} steps/s", flush=True)
+    print("\n| agent | num_envs | overlap_updates | updates/env step | agent steps/s | ms/step act | env | update |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for name, n, overlap, utd, rate, ms in rows:
+        print(f"| {name} | {n} | {overlap} | {utd} | {rate:.1f} | {ms['act']:.2f} | {ms['env']:.2f} | "
+              f"{ms['update']:.2f} |")
 
 
 if __name__ == "__main__":

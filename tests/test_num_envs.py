@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from polytask.data.replay import ReplayBuffer
 from polytask.errors import ConfigError
@@ -65,11 +65,12 @@ class StubAgent:
         return {}
 
 
-def _trainer(tmp_path, num_envs, seed, agent=None, **overrides):
+def _trainer(tmp_path, num_envs, seed, agent=None, subprocesses=False, **overrides):
     cfg = compose_cfg("agent=sac", f"seed={seed}", "update_after_steps=0", "batch_size=4",
                       *[f"{k}={v}" for k, v in overrides.items()])
     agent = agent or StubAgent()
-    envs = SyncVectorEnv([VaryingEnv] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    envs = (AsyncVectorEnv([VaryingEnv] * num_envs, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
+            if subprocesses else SyncVectorEnv([VaryingEnv] * num_envs, autoreset_mode=AutoresetMode.DISABLED))
     replay = ReplayBuffer(1000, {"state": (3,), **agent.extra_obs_shapes}, A, nstep=1, seed=seed)
     return OnlineTrainer(cfg, tmp_path, agent, None, envs, replay)
 
@@ -120,6 +121,60 @@ def test_updates_keep_the_update_to_data_ratio(tmp_path, num_envs):
                             updates_per_step=3), 40)
     due = [t for t in range(10, 40) if t % 2 == 0]  # env steps from update_after_steps on, every 2nd
     assert trainer.step == 40 and sorted(agent.updates) == sorted(due * 3)
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_overlapped_updates_run_while_the_envs_step_one_step_staler(tmp_path, num_envs):
+    """overlap_updates: the same transitions and update steps as a plain run (the stub acts from the
+    state alone); each update's batch comes from the buffer before the step's transitions arrive.
+    (By step 14 every env has ended an episode, so neither run skips updates for an empty buffer.)"""
+    runs = {}
+    for overlap in (False, True):
+        agent = StubAgent()
+        trainer = _trainer(tmp_path / str(overlap), num_envs, seed=4, agent=agent, subprocesses=overlap,
+                           overlap_updates=overlap, update_after_steps=14)
+        seen = []  # steps in the buffer at each sampled batch
+        trainer._sample = lambda t=trainer, seen=seen: seen.append(t.replay.steps_added)
+        try:
+            _run(trainer, 30)
+        finally:
+            trainer.envs.close()
+        runs[overlap] = (_episodes(trainer.replay), agent.updates, seen, trainer.frames)
+    (eps, updates, seen, frames), (eps_o, updates_o, seen_o, frames_o) = runs[False], runs[True]
+    assert eps_o == eps and frames_o == frames == 60 and updates_o == updates == list(range(14, 30))
+    if num_envs == 1:  # stored as they come: the plain update at step t sees t + 1 steps, overlapped t
+        assert seen == list(range(15, 31)) and seen_o == list(range(14, 30))
+    else:  # stored at episode ends: never more than the plain run's buffer, and less where an episode ended
+        assert all(o <= p for o, p in zip(seen_o, seen)) and seen_o != seen
+
+
+def test_overlapped_sac_run_is_deterministic(tmp_path):
+    """SAC on Meta-World reach with overlap_updates (one env in a subprocess): two runs give the same
+    actor. (The env factory once set one torch thread in the trainer's process too, mid-run, and
+    with two cores the runs then differed at the first update.)"""
+    actors = []
+    for name in ("a", "b"):
+        args = online_run_args(tmp_path / name, tmp_path / "data", "sac", "reach")
+        cfg = compose_cfg(*[a for a in args if not a.startswith("hydra.")], "overlap_updates=true",
+                          "num_train_steps=160", "eval_every_steps=160", "eval.num_episodes=1")
+        threads = torch.get_num_threads()
+        trainer = build_trainer(cfg, run_dir=tmp_path / name)
+        assert isinstance(trainer.envs, AsyncVectorEnv) and trainer.num_envs == 1
+        assert torch.get_num_threads() == threads  # only the env subprocess runs on one thread
+        trainer.run()
+        assert trainer.step == 160 and trainer.replay.steps_added == 160 and trainer.seconds["update"] > 0
+        actors.append(load_checkpoint(tmp_path / name / "checkpoints" / "latest.pt")["agent"]["actor"])
+    for k, v in actors[0].items():
+        assert torch.equal(v, actors[1][k]), k
+
+
+def test_overlap_needs_envs_in_subprocesses(tmp_path):
+    with pytest.raises(ConfigError, match="subprocesses"):
+        _trainer(tmp_path, 1, seed=0, overlap_updates=True)
+    args = online_run_args(tmp_path, tmp_path, "sac", "reach")
+    cfg = compose_cfg(*[a for a in args if not a.startswith("hydra.")], "overlap_updates=true", "async_envs=false")
+    with pytest.raises(ConfigError, match="drop async_envs=false"):
+        build_trainer(cfg, run_dir=tmp_path / "run")
 
 
 def test_episode_hooks_run_per_env(tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from omegaconf import DictConfig
 
 from polytask.agents.base import Agent
@@ -52,6 +52,14 @@ class OnlineTrainer(Trainer):
     happen; with several (or with rewards computed at the episode's end) each env's episode is
     stored whole when it ends, as the buffer keeps an episode's steps together.
 
+    With ``cfg.overlap_updates`` the envs step in subprocesses (also for N = 1) while the agent
+    updates: the actions are chosen as without it, the envs are sent them, the updates due at these
+    steps run, and then the step's transitions are read and stored. The updates at a step thus sample
+    a buffer without that step's N transitions (one step staler than without it; the runs differ,
+    each deterministic). A step then takes about max(env, update) instead of their sum: the gain
+    where stepping the envs costs as much as updating (a simulator on a CPU, a skill decoder acting
+    H env steps per agent step) and there is a core for each.
+
     Args:
         env: the training env (one task, with the run's training wrappers), or a Gymnasium vector env
             of N of them without autoreset (:func:`polytask.training.run.make_train_envs`).
@@ -76,7 +84,8 @@ class OnlineTrainer(Trainer):
       updates; the replay buffer is kept (periodic resets, Nikishin et al. 2022).
 
     Time spent, logged as cumulative ``seconds_<part>`` (this process, since it started): ``act``,
-    ``env`` (the envs' steps, wall time), ``update``, ``reward`` (rewards computed at episode ends)
+    ``env`` (the envs' steps, wall time; with ``overlap_updates`` the wait for them beyond the
+    updates), ``update``, ``reward`` (rewards computed at episode ends)
     and, where the env reports ``info["seconds_decoder"]`` (the skill wrappers of
     :mod:`polytask.suites.skills`), ``decoder``: the part of the envs' steps spent in the skill
     decoder, summed over the envs (with subprocess envs it can exceed the wall time of ``env``).
@@ -87,7 +96,8 @@ class OnlineTrainer(Trainer):
     the episode metrics are their means.
 
     Raises:
-        ConfigError: for update or reset schedules that cannot work.
+        ConfigError: for update or reset schedules that cannot work, or ``overlap_updates`` with envs
+            that step in this process.
     """
 
     cumulative_metrics = ("frames", "episode", "seconds_*")  # frames and episodes so far, seconds per part
@@ -114,6 +124,11 @@ class OnlineTrainer(Trainer):
                               f"agent steps, for an agent that can reset its networks (agent={cfg.agent.name} "
                               f"{'can' if agent.can_reset_networks else 'cannot'})")
         self._batch_size = int(cfg.batch_size)
+        # overlap_updates: the envs (subprocesses) step while the agent updates
+        self._overlap = bool(cfg.get("overlap_updates", False))
+        if self._overlap and not isinstance(self.envs, AsyncVectorEnv):
+            raise ConfigError("overlap_updates=true needs the envs in subprocesses (make them with "
+                              "polytask.training.run.make_train_envs, async_envs=true)")
         # episodes stored whole at their end: rewards computed then, or several envs sharing the buffer
         self._store_at_end = bool(agent.rewards_at_episode_end) or self.num_envs > 1
         self.episode = 0  # episodes ended, all envs
@@ -135,7 +150,7 @@ class OnlineTrainer(Trainer):
         Raises:
             ConfigError: if the run names more than one task, an input of the agent is missing
                 (e.g. the BC weights of ``load_bc``: the message gives the command that makes them), or
-                ``eval.on_train_env`` is asked for with more than one env.
+                ``eval.on_train_env`` is asked for with more than one env or with ``overlap_updates``.
         """
         tasks = tasks_of(cfg)
         if len(tasks) != 1:
@@ -143,9 +158,10 @@ class OnlineTrainer(Trainer):
                               "e.g. with -m suite.task=[a],[b]")
         num_envs = num_envs_of(cfg)
         on_train_env = cfg.eval.get("on_train_env", False)
-        if on_train_env and num_envs > 1:
-            raise ConfigError(f"eval.on_train_env evaluates on the one training env (a real robot): set num_envs=1 "
-                              f"(got {num_envs})")
+        if on_train_env and (num_envs > 1 or cfg.get("overlap_updates", False)):
+            raise ConfigError(f"eval.on_train_env evaluates on the one training env (a real robot) in this process: "
+                              f"set num_envs=1 and overlap_updates=false (got {num_envs}, "
+                              f"{cfg.get('overlap_updates', False)})")
         suite_env = make_train_env(cfg, tasks[0])
         agent = make_agent(cfg, suite_env)
         env = agent.wrap_env(suite_env)  # the env the agent acts in (skill-space agents: skills as actions)
@@ -232,19 +248,27 @@ class OnlineTrainer(Trainer):
         return metrics
 
     def train_step(self) -> dict[str, float]:
-        """One step in each env (:attr:`steps_per_train_step` = N steps), then the updates due in them."""
+        """One step in each env (:attr:`steps_per_train_step` = N steps), then the updates due in them
+        (with ``overlap_updates``: while the envs step)."""
         if any(ep is None for ep in self._eps):
             self._start_episodes()
         envs = np.arange(self.num_envs)
+        steps = range(self.step, self.step + self.num_envs)  # the env steps this call takes
         t0 = time.perf_counter()
         is_first = np.array([ep["length"] == 0 for ep in self._eps])
         actions = self.agent.act(self._batch(self._obs, envs, is_first), eval_mode=False, step=self.step)
         if not np.isfinite(actions).all():  # diverged networks: stop before the env gets NaN controls
             raise NonFiniteLossError(self.diverged_message(f"the agent's action {actions}"))
         t1 = time.perf_counter()
-        obs, rewards, terminated, truncated, info = self.envs.step(actions)
         self.seconds["act"] += t1 - t0
-        self.seconds["env"] += time.perf_counter() - t1
+        if self._overlap:
+            self.envs.step_async(actions)
+            update_metrics, seconds_update = self._update(steps)  # the envs step in their subprocesses meanwhile
+            obs, rewards, terminated, truncated, info = self.envs.step_wait()
+            self.seconds["env"] += time.perf_counter() - t1 - seconds_update  # the wait beyond the updates
+        else:
+            obs, rewards, terminated, truncated, info = self.envs.step(actions)
+            self.seconds["env"] += time.perf_counter() - t1
         if "seconds_decoder" in info:  # a skill wrapper's decoder, part of "env" (summed over the envs)
             self.seconds["decoder"] = self.seconds.get("decoder", 0.0) + float(
                 _info_array(info, "seconds_decoder", np.zeros(len(envs))).sum())
@@ -271,20 +295,28 @@ class OnlineTrainer(Trainer):
             metrics["episode"] = float(self.episode)
             for k in dict.fromkeys(k for m in ended for k in m):  # episode_reward: only where it differs
                 metrics[k] = float(np.mean([m[k] for m in ended if k in m]))
-        steps = range(self.step, self.step + self.num_envs)  # the env steps just taken
+        metrics.update(update_metrics if self._overlap else self._update(steps)[0])
+        metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
+        return metrics
+
+    def _update(self, steps: range) -> tuple[dict[str, Any], float]:
+        """The network reset and the updates due at the env steps ``steps``: their metrics and the
+        seconds they took."""
         if self._reset_every and any(t > 0 and t % self._reset_every == 0 for t in steps):
             self.agent.reset_networks()
             log.info(f"[reset] step={self.step}: actor and critic re-initialised "
                      f"(reset_every_steps={self._reset_every})")
+        metrics: dict[str, Any] = {}
+        seconds = 0.0
         due = [t for t in steps if t >= self._update_after and t % self._update_every == 0]
         if due and self.replay.steps_added > 0:
             t0 = time.perf_counter()
             for t in due:
                 for _ in range(self._updates_per_step):
                     metrics.update(self.agent.update(self._sample(), t))
-            self.seconds["update"] += time.perf_counter() - t0
-        metrics.update({f"seconds_{k}": v for k, v in self.seconds.items()})  # cumulative, this process
-        return metrics
+            seconds = time.perf_counter() - t0
+            self.seconds["update"] += seconds
+        return metrics, seconds
 
     def run(self) -> dict[str, float]:
         """As :meth:`Trainer.run`; the training envs (their subprocesses) are closed at the end."""

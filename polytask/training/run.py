@@ -5,6 +5,7 @@ data (``collect_play.py``)."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -59,17 +60,28 @@ def make_train_envs(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gy
     :meth:`~polytask.agents.base.Agent.wrap_env` where it has one) stepped together, as a Gymnasium
     vector env without autoreset (the online trainer resets each env itself, with its seed).
 
-    With ``cfg.async_envs`` (default true) and more than one env, each env steps in a subprocess
-    (:class:`~gymnasium.vector.AsyncVectorEnv`; ``spawn``: a fresh interpreter per env, as forking a
-    process that holds torch threads or GL contexts is unsafe) and ``first`` is closed; otherwise
-    they step one after the other in this process (:class:`~gymnasium.vector.SyncVectorEnv`),
-    ``first`` (the env the agent was built for) being env 0.
+    With ``cfg.async_envs`` (default true) and more than one env, or with ``cfg.overlap_updates``
+    (the envs step while the agent updates: :class:`~polytask.training.online.OnlineTrainer`), each
+    env steps in a subprocess (:class:`~gymnasium.vector.AsyncVectorEnv`; ``spawn``: a fresh
+    interpreter per env, as forking a process that holds torch threads or GL contexts is unsafe; one
+    torch thread each) and ``first`` is closed; otherwise they step one after the other in this
+    process (:class:`~gymnasium.vector.SyncVectorEnv`), ``first`` (the env the agent was built for)
+    being env 0.
+
+    Raises:
+        ConfigError: for ``overlap_updates`` with ``async_envs=false`` (envs stepping in this process
+            cannot step during the updates).
     """
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # subprocesses have no Hydra
-    make = partial(_make_wrapped_train_env, resolved, task, wrap_env)
-    if num_envs > 1 and cfg.get("async_envs", True):
+    overlap, subprocesses = bool(cfg.get("overlap_updates", False)), bool(cfg.get("async_envs", True))
+    if overlap and not subprocesses:
+        raise ConfigError("overlap_updates=true steps the envs in subprocesses while the agent updates: "
+                          "drop async_envs=false (or set overlap_updates=false)")
+    if subprocesses and (num_envs > 1 or overlap):
         first.close()
+        make = partial(_make_subprocess_train_env, resolved, task, wrap_env, os.getpid())
         return AsyncVectorEnv([make] * num_envs, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
+    make = partial(_make_wrapped_train_env, resolved, task, wrap_env)
     return SyncVectorEnv([lambda: first] + [make] * (num_envs - 1), autoreset_mode=AutoresetMode.DISABLED)
 
 
@@ -77,6 +89,19 @@ def _make_wrapped_train_env(cfg: DictConfig, task: str, wrap_env: Callable[[gym.
     """:func:`make_train_env`, then ``wrap_env`` if given (a vector env's env factory)."""
     env = make_train_env(cfg, task)
     return env if wrap_env is None else wrap_env(env)
+
+
+def _make_subprocess_train_env(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gym.Env] | None,
+                               trainer_pid: int) -> gym.Env:
+    """:func:`_make_wrapped_train_env` for an env subprocess, which runs torch (a skill decoder) on one
+    thread: the trainer's process keeps the cores for the updates. (The vector env also calls it once
+    in the trainer's process ``trainer_pid``, for the spaces: there the thread count stays, as
+    changing it mid-run changes the updates' float rounding and so breaks determinism.)"""
+    import torch
+
+    if os.getpid() != trainer_pid:
+        torch.set_num_threads(1)
+    return _make_wrapped_train_env(cfg, task, wrap_env)
 
 
 def training_wrappers(cfg: DictConfig, env: gym.Env) -> gym.Env:
