@@ -194,18 +194,19 @@ def test_episode_hooks_run_per_env(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_with_two_envs(tmp_path):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_resume_with_two_envs(tmp_path, overlap):
     """SAC on Meta-World reach with 2 envs in subprocesses, 700 steps, a checkpoint at step 500 (where
     both envs end their second episode): killed at 600 and resumed, it ends as the uninterrupted
-    run with in-process envs."""
+    run with in-process envs (with ``overlap_updates``: as the uninterrupted overlapped run)."""
     def cfg(name, async_envs, num_envs=2):
         args = online_run_args(tmp_path / name, tmp_path / name, "sac", "reach")
         return compose_cfg(*[a for a in args if not a.startswith("hydra.")], f"num_envs={num_envs}",
-                           f"async_envs={async_envs}",
+                           f"async_envs={async_envs}", f"overlap_updates={overlap and async_envs}",
                            "num_train_steps=700", "save_every_steps=500", "eval_every_steps=700",
                            "eval.num_episodes=1", "update_every_steps=2")
 
-    ref = build_trainer(cfg("ref", False), run_dir=tmp_path / "ref")
+    ref = build_trainer(cfg("ref", overlap), run_dir=tmp_path / "ref")
     ref.run()
     assert ref.env_episodes == [1, 1] and ref.frames == 1400  # 250-step episodes, 350 steps per env
     killed = build_trainer(cfg("killed", True), run_dir=tmp_path / "killed")
