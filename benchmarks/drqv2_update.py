@@ -4,6 +4,7 @@ with and without ROT's BC term (a second, demo batch through the actor).
 
     python benchmarks/drqv2_update.py --widths 256 1024 --updates 20
     python benchmarks/drqv2_update.py --device cuda
+    python benchmarks/drqv2_update.py --device cuda --compile   # also with agent.compile=true
 
 Features use cheetah_run's sizes (17-d state, 6-d action) and ``recipe=drqv2_state``'s networks (2
 hidden layers, LayerNorm in the critic); pixels use Meta-World's (4-d action) and the ``agent=drqv2``
@@ -49,15 +50,20 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also time each update with agent.compile=true "
+                        "(torch.compile of the networks; compiled at the warm-up updates)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     where = f"on {device}" + ("" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
     for width in args.widths:
-        agent = DrQV2Agent({"state": (17,)}, 6, "features", device=device, lr=3e-4, hidden_dim=width,
-                           hidden_depth=2, critic_layer_norm=True)
-        batch = _batch((17,), 6, args.batch_size, pixels=False)
-        t = seconds_per_call(lambda agent=agent, batch=batch: agent.update(batch, step=10_000), args.updates, device)
-        print(f"{f'features, {width} wide':31s} {where}: {t * 1e3:8.1f} ms/update (batch {args.batch_size})")
+        for compiled in (False, True) if args.compile else (False,):
+            agent = DrQV2Agent({"state": (17,)}, 6, "features", device=device, lr=3e-4, hidden_dim=width,
+                               hidden_depth=2, critic_layer_norm=True, compile=compiled)
+            batch = _batch((17,), 6, args.batch_size, pixels=False)
+            t = seconds_per_call(lambda agent=agent, batch=batch: agent.update(batch, step=10_000), args.updates,
+                                 device)
+            label = f"features, {width} wide" + (", compiled" if compiled else "")
+            print(f"{label:31s} {where}: {t * 1e3:8.1f} ms/update (batch {args.batch_size})")
     shapes = {"pixels": (9, 84, 84)}
     batch = _batch(shapes["pixels"], 4, args.batch_size, pixels=True)
     demos = FixedDemos({"pixels": batch["obs"]["pixels"], "action": batch["action"]})

@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--sync", action="store_true", help="step the envs in this process")
     parser.add_argument("--overlap", action="store_true", help="also run each num_envs with overlap_updates=true")
+    parser.add_argument("--device", default="cpu", help="where the agent updates (cpu, cuda, auto)")
     args = parser.parse_args()
     logging.getLogger("polytask").setLevel(logging.WARNING)
     torch.set_num_threads(1)
@@ -88,9 +89,10 @@ def main() -> None:
             agent = [f"agent={name}"] + ([f"base_policy={base}", "prog_explore=0"] if name == "residual" else [])
             for n in args.num_envs:
                 for overlap in (False, True) if args.overlap else (False,):
-                    overrides = [*agent, f"suite/metaworld_task={args.task}", "obs_type=features", "device=cpu",
-                                 f"data_dir={tmp}", f"num_envs={n}", f"async_envs={not args.sync}",
-                                 f"overlap_updates={overlap}", f"update_after_steps={args.warmup // 2}",
+                    overrides = [*agent, f"suite/metaworld_task={args.task}", "obs_type=features",
+                                 f"device={args.device}", f"data_dir={tmp}", f"num_envs={n}",
+                                 f"async_envs={not args.sync}", f"overlap_updates={overlap}",
+                                 f"update_after_steps={args.warmup // 2}",
                                  f"num_train_steps={args.warmup + args.steps}"]
                     rate, ms = steps_per_second(overrides, args.warmup, args.steps,
                                                 Path(tmp) / f"{name}-{n}-{'overlap' if overlap else 'plain'}")
