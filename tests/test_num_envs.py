@@ -150,8 +150,9 @@ def test_overlapped_updates_run_while_the_envs_step_one_step_staler(tmp_path, nu
 
 def test_overlapped_sac_run_is_deterministic(tmp_path):
     """SAC on Meta-World reach with overlap_updates (one env in a subprocess): two runs give the same
-    actor. (The env factory once set one torch thread in the trainer's process too, mid-run, and
-    with two cores the runs then differed at the first update.)"""
+    actor. The env factory sets one torch thread in the env subprocess only: Gymnasium also calls it
+    once in the trainer's process (for the spaces), and a thread count changed there mid-run changes
+    the updates' float rounding (on two cores the runs then differed from the first update on)."""
     actors = []
     for name in ("a", "b"):
         args = online_run_args(tmp_path / name, tmp_path / "data", "sac", "reach")
