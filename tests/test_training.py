@@ -165,7 +165,7 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     """recipe=skild_kitchen / spirl_kitchen: the target is the sequence kitchen play excludes, with the
     kitchen settings of SPiRL/SkiLD (critic 5 x 256; SkiLD's temperatures fixed and its discriminator's logit
     clamped, SPiRL's temperature toward 5 nats) and ours (the 2-round DAgger model, mean-skill evaluation,
-    SkiLD's scaled squash)."""
+    SkiLD's scaled squash, the env stepping during the updates)."""
     from polytask.training.inputs import check_agent_options
 
     cfg = compose_cfg(f"recipe={recipe}")
@@ -176,6 +176,7 @@ def test_kitchen_skill_recipes_target_the_sequence_the_play_data_leaves_out(reci
     # both: the DAgger skill model and evaluation with the mean skill
     assert list(cfg.stage_overrides.skill_prior) == ["num_train_steps=120000", "dagger.rounds=2"]
     assert options.eval_mean_skill
+    assert cfg.overlap_updates  # the env steps while the agent updates
     if agent == "skild":  # a squash that starts the policy as the posterior itself
         assert options.squash == "scaled" and options.bound == 5.0
         assert options.target_divergence is None and options.target_divergence_q is None
