@@ -60,9 +60,12 @@ SMALL = {"hidden_dim": 32, "feature_dim": 16, "hidden_depth": 1, "critic_hidden_
 
 
 def small_cfg(name: str, seed: int, data_dir: Path, obs_type: str = "features"):
-    """The run config of ``agent=<name>`` on CPU with :data:`SMALL` sizes; exported weights go under
-    ``data_dir``. A student with pixel observations gets goal images (``goal_modality=pixels``)."""
-    cfg = compose_cfg(f"agent={name}", f"obs_type={obs_type}", "device=cpu", f"seed={seed}", f"data_dir={data_dir}")
+    """The run config of ``agent=<name>`` on CPU with :data:`SMALL` sizes and one demo per task;
+    exported weights go under ``data_dir``. A student with pixel observations gets goal images
+    (``goal_modality=pixels``)."""
+    # one demo: agents that take demos (ROT's OT rewards) collect them at build time, ~3 s per rendered episode
+    cfg = compose_cfg(f"agent={name}", f"obs_type={obs_type}", "device=cpu", f"seed={seed}", f"data_dir={data_dir}",
+                      "num_demos_per_task=1")
     for key, value in SMALL.items():
         if key in cfg.agent:
             cfg.agent[key] = value
