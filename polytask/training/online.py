@@ -97,7 +97,7 @@ class OnlineTrainer(Trainer):
 
     Raises:
         ConfigError: for update or reset schedules that cannot work, or ``overlap_updates`` with envs
-            that step in this process.
+            that step in this process (``async_envs=false``).
     """
 
     cumulative_metrics = ("frames", "episode", "seconds_*")  # frames and episodes so far, seconds per part
@@ -127,8 +127,9 @@ class OnlineTrainer(Trainer):
         # overlap_updates: the envs (subprocesses) step while the agent updates
         self._overlap = bool(cfg.get("overlap_updates", False))
         if self._overlap and not isinstance(self.envs, AsyncVectorEnv):
-            raise ConfigError("overlap_updates=true needs the envs in subprocesses (make them with "
-                              "polytask.training.run.make_train_envs, async_envs=true)")
+            raise ConfigError("overlap_updates=true steps the envs in subprocesses while the agent updates: "
+                              "drop async_envs=false (or set overlap_updates=false); the envs come from "
+                              "polytask.training.run.make_train_envs")
         # episodes stored whole at their end: rewards computed then, or several envs sharing the buffer
         self._store_at_end = bool(agent.rewards_at_episode_end) or self.num_envs > 1
         self.episode = 0  # episodes ended, all envs
@@ -157,11 +158,11 @@ class OnlineTrainer(Trainer):
             raise ConfigError(f"agent={cfg.agent.name} trains on one task; got {tasks}. Run one per task, "
                               "e.g. with -m suite.task=[a],[b]")
         num_envs = num_envs_of(cfg)
-        on_train_env = cfg.eval.get("on_train_env", False)
-        if on_train_env and (num_envs > 1 or cfg.get("overlap_updates", False)):
+        on_train_env, overlap = cfg.eval.get("on_train_env", False), bool(cfg.get("overlap_updates", False))
+        if on_train_env and (num_envs > 1 or overlap):
             raise ConfigError(f"eval.on_train_env evaluates on the one training env (a real robot) in this process: "
-                              f"set num_envs=1 and overlap_updates=false (got {num_envs}, "
-                              f"{cfg.get('overlap_updates', False)})")
+                              f"set num_envs=1 and overlap_updates=false (got num_envs={num_envs}, "
+                              f"overlap_updates={overlap})")
         suite_env = make_train_env(cfg, tasks[0])
         agent = make_agent(cfg, suite_env)
         env = agent.wrap_env(suite_env)  # the env the agent acts in (skill-space agents: skills as actions)

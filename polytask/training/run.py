@@ -66,18 +66,11 @@ def make_train_envs(cfg: DictConfig, task: str, wrap_env: Callable[[gym.Env], gy
     interpreter per env, as forking a process that holds torch threads or GL contexts is unsafe; one
     torch thread each) and ``first`` is closed; otherwise they step one after the other in this
     process (:class:`~gymnasium.vector.SyncVectorEnv`), ``first`` (the env the agent was built for)
-    being env 0.
-
-    Raises:
-        ConfigError: for ``overlap_updates`` with ``async_envs=false`` (envs stepping in this process
-            cannot step during the updates).
+    being env 0. (``overlap_updates`` with ``async_envs=false`` gives envs in this process, which
+    the online trainer refuses.)
     """
     resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # subprocesses have no Hydra
-    overlap, subprocesses = bool(cfg.get("overlap_updates", False)), bool(cfg.get("async_envs", True))
-    if overlap and not subprocesses:
-        raise ConfigError("overlap_updates=true steps the envs in subprocesses while the agent updates: "
-                          "drop async_envs=false (or set overlap_updates=false)")
-    if subprocesses and (num_envs > 1 or overlap):
+    if cfg.get("async_envs", True) and (num_envs > 1 or cfg.get("overlap_updates", False)):
         first.close()
         make = partial(_make_subprocess_train_env, resolved, task, wrap_env, os.getpid())
         return AsyncVectorEnv([make] * num_envs, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
